@@ -1,0 +1,94 @@
+"""reelflow: the machine-learning platform of a video-streaming service.
+
+Authoring names come straight from the package (Metaflow's surface)::
+
+    from reelflow import FlowSpec, step, Parameter, current, Flow, Run
+
+Heavy parts (the store, the runtime, SQLAlchemy) load on first use, so
+``import reelflow`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "FlowSpec",
+    "step",
+    "Parameter",
+    "JSONType",
+    "IncludeFile",
+    "current",
+    "retry",
+    "catch",
+    "timeout",
+    "resources",
+    "environment",
+    "Runner",
+    "Flow",
+    "Run",
+    "Step",
+    "Task",
+    "namespace",
+    "get_namespace",
+    "default_namespace",
+    "ReelflowError",
+    "__version__",
+]
+
+_LAZY = {
+    "FlowSpec": "reelflow.flows",
+    "step": "reelflow.flows",
+    "Parameter": "reelflow.flows",
+    "JSONType": "reelflow.flows",
+    "IncludeFile": "reelflow.flows",
+    "current": "reelflow.flows",
+    "retry": "reelflow.flows",
+    "catch": "reelflow.flows",
+    "timeout": "reelflow.flows",
+    "resources": "reelflow.flows",
+    "environment": "reelflow.flows",
+    "Runner": "reelflow.runtime",
+    "Flow": "reelflow.client",
+    "Run": "reelflow.client",
+    "Step": "reelflow.client",
+    "Task": "reelflow.client",
+    "namespace": "reelflow.client",
+    "get_namespace": "reelflow.client",
+    "default_namespace": "reelflow.client",
+    "ReelflowError": "reelflow.errors",
+}
+
+if TYPE_CHECKING:  # what IDEs and mypy see
+    from .client import Flow, Run, Step, Task, default_namespace, get_namespace, namespace
+    from .errors import ReelflowError
+    from .flows import (
+        FlowSpec,
+        IncludeFile,
+        JSONType,
+        Parameter,
+        catch,
+        current,
+        environment,
+        resources,
+        retry,
+        step,
+        timeout,
+    )
+    from .runtime import Runner
+
+
+def __getattr__(name: str) -> Any:
+    mod = _LAZY.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'reelflow' has no attribute {name!r}")
+    value = getattr(importlib.import_module(mod), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,426 @@
+"""Reading runs back: ``Flow -> Run -> Step -> Task -> data`` with dot access.
+
+Objects are cheap handles over the metadata store; artifact values are read from
+the blob store only when asked for, and every read verifies the blob's hash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from functools import cached_property
+from typing import Any
+
+from ..errors import NamespaceMismatchError, NotFoundError
+from ..store import ArtifactRef, Store, get_store
+
+__all__ = [
+    "Flow",
+    "Run",
+    "Step",
+    "Task",
+    "DataArtifact",
+    "namespace",
+    "get_namespace",
+    "default_namespace",
+]
+
+_DEFAULT = object()
+_namespace: Any = _DEFAULT
+
+
+def default_namespace() -> str:
+    """Reset the namespace to the current user's (``user:<name>``) and return it."""
+    global _namespace
+    _namespace = f"user:{get_store().config.user}"
+    return _namespace  # type: ignore[no-any-return]
+
+
+def namespace(ns: str | None) -> str | None:
+    """Restrict the client to runs tagged ``ns`` (e.g. ``"user:alice"``); ``None`` sees every run."""
+    global _namespace
+    _namespace = ns
+    return ns
+
+
+def get_namespace() -> str | None:
+    """The current namespace (``None`` for the global one)."""
+    if _namespace is _DEFAULT:
+        return default_namespace()
+    return _namespace  # type: ignore[no-any-return]
+
+
+def _split(pathspec: str, parts: int, kind: str, example: str) -> list[str]:
+    bits = [b for b in str(pathspec).strip("/").split("/")]
+    if len(bits) != parts or not all(bits):
+        raise NotFoundError(f"{kind} pathspec {pathspec!r} is malformed; write it as {example}")
+    return bits
+
+
+def _ts(t: float | None) -> datetime | None:
+    return None if t is None else datetime.fromtimestamp(t, tz=timezone.utc)
+
+
+class Flow:
+    """All runs of one flow: ``Flow("TrainFlow").latest_successful_run``."""
+
+    def __init__(self, name: str, *, _store: Store | None = None) -> None:
+        self._store = _store or get_store()
+        self.id = name
+        self.pathspec = name
+        if name not in self._store.metadata.list_flows():
+            raise NotFoundError(f"flow {name!r} has no runs in the store {self._store.config.home}")
+
+    @classmethod
+    def list(cls) -> list[Flow]:
+        """Every flow that has runs in the store."""
+        st = get_store()
+        return [cls(n, _store=st) for n in st.metadata.list_flows()]
+
+    def runs(self, *tags: str) -> list[Run]:
+        """Runs in the current namespace carrying all ``tags``, newest first."""
+        ns = get_namespace()
+        out = []
+        for row in self._store.metadata.list_runs(self.id):
+            all_tags = set(row["tags"]) | set(row["system_tags"])
+            if ns is not None and ns not in all_tags:
+                continue
+            if not set(tags) <= all_tags:
+                continue
+            out.append(Run._from_row(row, self._store))
+        return out
+
+    def __iter__(self) -> Iterator[Run]:
+        return iter(self.runs())
+
+    @property
+    def latest_run(self) -> Run | None:
+        runs = self.runs()
+        return runs[0] if runs else None
+
+    @property
+    def latest_successful_run(self) -> Run | None:
+        return next((r for r in self.runs() if r.successful), None)
+
+    def __getitem__(self, run_id: str) -> Run:
+        return Run(f"{self.id}/{run_id}", _store=self._store)
+
+    def __repr__(self) -> str:
+        return f"Flow('{self.id}')"
+
+
+class Run:
+    """One run: ``Run("TrainFlow/12")``. ``run["train"]`` is a :class:`Step`."""
+
+    def __init__(self, pathspec: str, *, _store: Store | None = None, _row: dict[str, Any] | None = None) -> None:
+        self._store = _store or get_store()
+        flow, run_id = _split(pathspec, 2, "run", "'FlowName/RUN_ID'")
+        self._row = _row or self._store.metadata.get_run(flow, run_id)
+        if _row is None:
+            ns = get_namespace()
+            if ns is not None and ns not in set(self._row["tags"]) | set(self._row["system_tags"]):
+                raise NamespaceMismatchError(
+                    f"run {pathspec} is not in the namespace {ns!r}; call reelflow.namespace(None) to see all runs"
+                )
+        self.flow_name = flow
+        self.id = run_id
+        self.pathspec = f"{flow}/{run_id}"
+
+    @classmethod
+    def _from_row(cls, row: dict[str, Any], store: Store) -> Run:
+        return cls(f"{row['flow_name']}/{row['run_id']}", _store=store, _row=row)
+
+    @cached_property
+    def _tasks(self) -> list[dict[str, Any]]:
+        return self._store.metadata.tasks_of_run(self.id)
+
+    def _latest_attempts(self, step: str | None = None) -> list[dict[str, Any]]:
+        latest: dict[int, dict[str, Any]] = {}
+        for r in self._tasks:
+            if step is None or r["step_name"] == step:
+                latest[r["task_id"]] = r  # rows are oldest first: the last attempt wins
+        return [latest[k] for k in sorted(latest)]
+
+    # -- status ----------------------------------------------------------------------
+    @property
+    def status(self) -> str:
+        return str(self._row["status"])
+
+    @property
+    def successful(self) -> bool:
+        return self._row["status"] == "succeeded"
+
+    @property
+    def finished(self) -> bool:
+        return self._row["status"] in ("succeeded", "failed")
+
+    @property
+    def created_at(self) -> datetime:
+        return _ts(self._row["created_at"])  # type: ignore[return-value]
+
+    @property
+    def finished_at(self) -> datetime | None:
+        return _ts(self._row["finished_at"])
+
+    @property
+    def origin_run_id(self) -> str | None:
+        return self._row["origin_run_id"]  # type: ignore[no-any-return]
+
+    @property
+    def user(self) -> str:
+        return str(self._row["user"])
+
+    @property
+    def parameters(self) -> dict[str, str]:
+        """The run's parameter values as recorded (their ``repr``)."""
+        return {k: v["repr"] for k, v in self._row["params"].items()}
+
+    @property
+    def graph(self) -> dict[str, Any]:
+        return dict(self._row["graph"])
+
+    # -- tags ------------------------------------------------------------------------
+    @property
+    def user_tags(self) -> frozenset[str]:
+        return frozenset(self._row["tags"])
+
+    @property
+    def system_tags(self) -> frozenset[str]:
+        return frozenset(self._row["system_tags"])
+
+    @property
+    def tags(self) -> frozenset[str]:
+        return self.user_tags | self.system_tags
+
+    def add_tag(self, tag: str) -> None:
+        self.add_tags([tag])
+
+    def add_tags(self, tags: list[str]) -> None:
+        new = sorted(self.user_tags | set(tags))
+        self._store.metadata.set_tags(self.id, new)
+        self._row["tags"] = new
+
+    def remove_tag(self, tag: str) -> None:
+        new = sorted(self.user_tags - {tag})
+        self._store.metadata.set_tags(self.id, new)
+        self._row["tags"] = new
+
+    # -- steps -----------------------------------------------------------------------
+    def steps(self) -> list[Step]:
+        """Steps that ran, in the order they first started."""
+        names = list(dict.fromkeys(r["step_name"] for r in self._tasks))
+        return [Step(f"{self.pathspec}/{n}", _run=self) for n in names]
+
+    def __iter__(self) -> Iterator[Step]:
+        return iter(self.steps())
+
+    def __getitem__(self, step: str) -> Step:
+        if not any(r["step_name"] == step for r in self._tasks):
+            raise NotFoundError(f"run {self.pathspec} has no step {step!r} (it did not run)")
+        return Step(f"{self.pathspec}/{step}", _run=self)
+
+    def __contains__(self, step: object) -> bool:
+        return any(r["step_name"] == step for r in self._tasks)
+
+    @property
+    def end_task(self) -> Task | None:
+        ends = self._latest_attempts("end")
+        return Task._from_row(self, ends[-1]) if ends else None
+
+    @property
+    def data(self) -> TaskData | None:
+        """Artifacts of the ``end`` task (None until the end step has run)."""
+        t = self.end_task
+        return t.data if t is not None else None
+
+    def __repr__(self) -> str:
+        return f"Run('{self.pathspec}')"
+
+
+class Step:
+    """One step of a run: ``run["train"].task`` or ``.tasks()`` for a foreach."""
+
+    def __init__(self, pathspec: str, *, _run: Run | None = None, _store: Store | None = None) -> None:
+        flow, run_id, step = _split(pathspec, 3, "step", "'FlowName/RUN_ID/step'")
+        self._run = _run or Run(f"{flow}/{run_id}", _store=_store)
+        self.id = step
+        self.pathspec = f"{flow}/{run_id}/{step}"
+        if step not in self._run:
+            raise NotFoundError(f"run {self._run.pathspec} has no step {step!r} (it did not run)")
+
+    def tasks(self) -> list[Task]:
+        return [Task._from_row(self._run, r) for r in self._run._latest_attempts(self.id)]
+
+    def __iter__(self) -> Iterator[Task]:
+        return iter(self.tasks())
+
+    @property
+    def task(self) -> Task:
+        """The step's (first) task."""
+        return self.tasks()[0]
+
+    @property
+    def finished_at(self) -> datetime | None:
+        ts = [t._row["finished_at"] for t in self.tasks()]
+        return _ts(max(ts)) if ts else None
+
+    def __getitem__(self, task_id: str) -> Task:
+        return Task(f"{self.pathspec}/{task_id}", _run=self._run)
+
+    def __repr__(self) -> str:
+        return f"Step('{self.pathspec}')"
+
+
+class DataArtifact:
+    """One artifact of a task: ``.data`` (loaded on access), ``.size``, ``.type``, ``.sha``."""
+
+    def __init__(self, task: Task, name: str, ref: ArtifactRef) -> None:
+        self._task = task
+        self.id = name
+        self.pathspec = f"{task.pathspec}/{name}"
+        self.sha = ref.key
+        self.size = ref.size
+        self.type = ref.type
+
+    @property
+    def data(self) -> Any:
+        return self._task._load(self.id)
+
+    def __repr__(self) -> str:
+        return f"DataArtifact('{self.pathspec}', type={self.type}, size={self.size})"
+
+
+class TaskData:
+    """Attribute access to a task's artifacts: ``task.data.model``."""
+
+    def __init__(self, task: Task) -> None:
+        self.__dict__["_task"] = task
+
+    def __getattr__(self, name: str) -> Any:
+        task: Task = self.__dict__["_task"]
+        if name.startswith("__") or name not in task._refs:
+            raise AttributeError(
+                f"task {task.pathspec} has no artifact {name!r}; it has {', '.join(sorted(task._refs)) or 'none'}"
+            )
+        return task._load(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.__dict__["_task"]._refs
+
+    def __dir__(self) -> list[str]:
+        return sorted(self.__dict__["_task"]._refs)
+
+    def __repr__(self) -> str:
+        return f"<data of {self.__dict__['_task'].pathspec}: {', '.join(sorted(self.__dict__['_task']._refs))}>"
+
+
+class Task:
+    """One task (its latest attempt): ``.data.<name>``, ``.artifacts``, ``.stdout``, ``.exception``."""
+
+    def __init__(self, pathspec: str, *, _run: Run | None = None, _row: dict[str, Any] | None = None,
+                 _store: Store | None = None) -> None:
+        flow, run_id, step, task_id = _split(pathspec, 4, "task", "'FlowName/RUN_ID/step/TASK_ID'")
+        self._run = _run or Run(f"{flow}/{run_id}", _store=_store)
+        self.pathspec = f"{flow}/{run_id}/{step}/{task_id}"
+        self.id = task_id
+        if _row is None:
+            rows = [r for r in self._run._latest_attempts(step) if str(r["task_id"]) == task_id]
+            if not rows:
+                raise NotFoundError(f"task {self.pathspec} does not exist")
+            _row = rows[0]
+        self._row = _row
+        self._cache: dict[str, Any] = {}
+
+    @classmethod
+    def _from_row(cls, run: Run, row: dict[str, Any]) -> Task:
+        return cls(f"{run.pathspec}/{row['step_name']}/{row['task_id']}", _run=run, _row=row)
+
+    @property
+    def _store(self) -> Store:
+        return self._run._store
+
+    @cached_property
+    def _refs(self) -> dict[str, ArtifactRef]:
+        return self._store.metadata.artifacts_of([self._row["id"]])[self._row["id"]]
+
+    def _load(self, name: str) -> Any:
+        if name not in self._cache:
+            ref = self._refs[name]
+            self._cache[name] = self._store.load(ref.key, what=f"artifact {name!r} of {self.pathspec}")
+        return self._cache[name]
+
+    @property
+    def data(self) -> TaskData:
+        return TaskData(self)
+
+    @property
+    def artifacts(self) -> dict[str, DataArtifact]:
+        return {n: DataArtifact(self, n, r) for n, r in sorted(self._refs.items())}
+
+    def __getitem__(self, name: str) -> DataArtifact:
+        if name not in self._refs:
+            raise NotFoundError(f"task {self.pathspec} has no artifact {name!r}")
+        return DataArtifact(self, name, self._refs[name])
+
+    def __iter__(self) -> Iterator[DataArtifact]:
+        return iter(self.artifacts.values())
+
+    @property
+    def successful(self) -> bool:
+        return self._row["status"] == "succeeded"
+
+    @property
+    def finished(self) -> bool:
+        return True  # task rows are written when an attempt ends
+
+    @property
+    def finished_at(self) -> datetime | None:
+        return _ts(self._row["finished_at"])
+
+    @property
+    def created_at(self) -> datetime | None:
+        return _ts(self._row["started_at"])
+
+    @property
+    def duration(self) -> float:
+        return float(self._row["finished_at"] - self._row["started_at"])
+
+    @property
+    def current_attempt(self) -> int:
+        return int(self._row["attempt"])
+
+    @property
+    def index(self) -> int | None:
+        """Index in the innermost foreach, or None."""
+        return self._row["split_index"]  # type: ignore[no-any-return]
+
+    @property
+    def exception(self) -> str | None:
+        return self._row["exception"]  # type: ignore[no-any-return]
+
+    @property
+    def origin_pathspec(self) -> str | None:
+        """The origin task this one was cloned from on resume."""
+        return self._row["cloned_from"]  # type: ignore[no-any-return]
+
+    @property
+    def resources(self) -> dict[str, Any] | None:
+        return self._row["resources"]  # type: ignore[no-any-return]
+
+    def _log(self, which: str) -> str:
+        key = self._row[f"{which}_key"]
+        if not key:
+            return ""
+        data = self._store.load(key, what=f"{which} of {self.pathspec}")
+        return bytes(data).decode("utf-8", "replace")
+
+    @property
+    def stdout(self) -> str:
+        return self._log("stdout")
+
+    @property
+    def stderr(self) -> str:
+        return self._log("stderr")
+
+    def __repr__(self) -> str:
+        return f"Task('{self.pathspec}')"

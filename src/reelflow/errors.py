@@ -1,0 +1,88 @@
+"""Exceptions raised by reelflow.
+
+Every error reelflow raises derives from :class:`ReelflowError`; the tree is
+kept shallow so that ``except`` clauses stay readable::
+
+    ReelflowError
+    ├── FlowDefinitionError      the flow class is malformed (graph checks)
+    ├── ParameterError           a parameter value is missing or invalid
+    ├── StoreError               the store cannot be used
+    │   ├── CorruptArtifactError a blob failed its hash check on read
+    │   └── SchemaVersionError   the metadata schema is newer than this code
+    ├── RunFailedError           a run ended with a failed task
+    ├── NotFoundError            a flow, run, step, task or artifact is missing
+    │   └── NamespaceMismatchError   the object exists outside the namespace
+    ├── MergeArtifactsError      merge_artifacts found conflicting values
+    ├── TransitionError          a step's self.next() disagrees with the graph
+    └── NotFittedError           a model method needs fit() first
+
+Messages name the offending step, parameter, file or id and say what to do.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ReelflowError",
+    "FlowDefinitionError",
+    "ParameterError",
+    "StoreError",
+    "CorruptArtifactError",
+    "SchemaVersionError",
+    "RunFailedError",
+    "NotFoundError",
+    "NamespaceMismatchError",
+    "MergeArtifactsError",
+    "TransitionError",
+    "NotFittedError",
+]
+
+
+class ReelflowError(Exception):
+    """Root of every exception raised by reelflow."""
+
+
+class FlowDefinitionError(ReelflowError):
+    """The flow class breaks a rule of the flow graph."""
+
+
+class ParameterError(ReelflowError, ValueError):
+    """A flow parameter is missing, of the wrong type or clashes with a name."""
+
+
+class StoreError(ReelflowError):
+    """The artifact or metadata store cannot be used."""
+
+
+class CorruptArtifactError(StoreError):
+    """A blob's content does not match its hash."""
+
+
+class SchemaVersionError(StoreError):
+    """The metadata database was written by a newer reelflow."""
+
+
+class RunFailedError(ReelflowError):
+    """A run ended with a failed task."""
+
+
+class NotFoundError(ReelflowError, KeyError):
+    """A flow, run, step, task or artifact does not exist."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class NamespaceMismatchError(NotFoundError):
+    """The object exists but lies outside the current namespace."""
+
+
+class MergeArtifactsError(ReelflowError):
+    """``merge_artifacts`` found artifacts whose values differ between inputs."""
+
+
+class TransitionError(ReelflowError):
+    """A step called ``self.next`` in a way the static graph does not allow."""
+
+
+class NotFittedError(ReelflowError, ValueError, AttributeError):
+    """A model method that needs learned state was called before ``fit``."""

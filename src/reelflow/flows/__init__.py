@@ -1,0 +1,31 @@
+"""Authoring flows: ``FlowSpec``, ``@step``, parameters, step decorators and ``current``."""
+
+from __future__ import annotations
+
+from ._artifacts import Inputs, InputView
+from ._current import Current, current
+from ._decorators import StepDecorator, catch, environment, resources, retry, step, timeout
+from ._graph import FlowGraph, StepNode
+from ._parameters import IncludeFile, JSONType, Parameter, ParameterContext
+from ._spec import FlowSpec
+
+__all__ = [
+    "FlowSpec",
+    "step",
+    "Parameter",
+    "JSONType",
+    "IncludeFile",
+    "ParameterContext",
+    "current",
+    "Current",
+    "retry",
+    "catch",
+    "timeout",
+    "resources",
+    "environment",
+    "StepDecorator",
+    "FlowGraph",
+    "StepNode",
+    "Inputs",
+    "InputView",
+]

@@ -1,0 +1,191 @@
+"""``@step`` and the step decorators: retry, catch, timeout, resources, environment.
+
+A step decorator only records its settings on the function; the runtime reads
+them. Decorators may be written with or without arguments (``@retry`` or
+``@retry(times=2)``) and above or below ``@step``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from ..errors import FlowDefinitionError
+
+__all__ = [
+    "step",
+    "StepDecorator",
+    "retry",
+    "catch",
+    "timeout",
+    "resources",
+    "environment",
+    "parse_with_spec",
+    "get_decorators",
+    "is_step",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+_STEP_ATTR = "_reelflow_step"
+_DECOS_ATTR = "_reelflow_decorators"
+
+
+def step(f: F) -> F:
+    """Mark a method of a :class:`~reelflow.FlowSpec` as a step of the flow."""
+    if not callable(f):
+        raise FlowDefinitionError("@step decorates a method: def name(self): ...")
+    setattr(f, _STEP_ATTR, True)
+    if not hasattr(f, _DECOS_ATTR):
+        setattr(f, _DECOS_ATTR, {})
+    return f
+
+
+def is_step(f: Any) -> bool:
+    return bool(getattr(f, _STEP_ATTR, False))
+
+
+def get_decorators(f: Any) -> dict[str, StepDecorator]:
+    return dict(getattr(f, _DECOS_ATTR, {}))
+
+
+class StepDecorator:
+    """A named set of settings attached to a step."""
+
+    name: str = ""
+    defaults: dict[str, Any] = {}
+
+    def __init__(self, **attributes: Any) -> None:
+        unknown = set(attributes) - set(self.defaults)
+        if unknown:
+            raise FlowDefinitionError(
+                f"@{self.name} has no option {sorted(unknown)[0]!r}; its options are "
+                f"{', '.join(sorted(self.defaults))}"
+            )
+        self.attributes = {**self.defaults, **attributes}
+        self.validate()
+
+    def validate(self) -> None:
+        """Check the attributes; raise FlowDefinitionError naming the bad one."""
+
+    def __getitem__(self, key: str) -> Any:
+        return self.attributes[key]
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.attributes.items())
+        return f"@{self.name}({args})"
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in self.attributes.items() if isinstance(v, (int, float, str, bool, dict, type(None)))}
+
+
+def _nonneg(deco: StepDecorator, *keys: str) -> None:
+    for k in keys:
+        v = deco.attributes[k]
+        if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0):
+            raise FlowDefinitionError(f"@{deco.name}({k}={v!r}): {k} must be a number >= 0")
+
+
+class _Retry(StepDecorator):
+    name = "retry"
+    defaults = {"times": 3, "minutes_between_retries": 2}
+
+    def validate(self) -> None:
+        _nonneg(self, "times", "minutes_between_retries")
+
+
+class _Catch(StepDecorator):
+    name = "catch"
+    defaults = {"var": None, "print_exception": True}
+
+    def validate(self) -> None:
+        var = self.attributes["var"]
+        if var is not None and (not isinstance(var, str) or not var.isidentifier()):
+            raise FlowDefinitionError(f"@catch(var={var!r}): var must be a valid attribute name")
+
+
+class _Timeout(StepDecorator):
+    name = "timeout"
+    defaults = {"seconds": 0, "minutes": 0, "hours": 0}
+
+    def validate(self) -> None:
+        _nonneg(self, "seconds", "minutes", "hours")
+
+
+class _Resources(StepDecorator):
+    name = "resources"
+    defaults = {"cpu": 1, "memory": 4096, "gpu": 0, "disk": None}
+
+    def validate(self) -> None:
+        _nonneg(self, "cpu", "memory", "gpu")
+
+
+class _Environment(StepDecorator):
+    name = "environment"
+    defaults: dict[str, Any] = {"vars": {}}
+
+    def validate(self) -> None:
+        v = self.attributes["vars"]
+        if not isinstance(v, dict) or not all(isinstance(k, str) for k in v):
+            raise FlowDefinitionError("@environment(vars=...) takes a dict of environment variable names to values")
+        self.attributes["vars"] = {k: str(x) for k, x in v.items()}
+
+
+DECORATORS: dict[str, type[StepDecorator]] = {
+    c.name: c for c in (_Retry, _Catch, _Timeout, _Resources, _Environment)
+}
+
+
+def _make(cls: type[StepDecorator]) -> Callable[..., Any]:
+    def decorator(f: Any = None, **attributes: Any) -> Any:
+        def attach(func: Any) -> Any:
+            if not callable(func):
+                raise FlowDefinitionError(f"@{cls.name} decorates a step method")
+            decos = dict(getattr(func, _DECOS_ATTR, {}))
+            if cls.name in decos:
+                raise FlowDefinitionError(f"@{cls.name} is applied twice to step {func.__name__!r}")
+            decos[cls.name] = cls(**attributes)
+            setattr(func, _DECOS_ATTR, decos)
+            return func
+
+        if f is not None:
+            if attributes or not callable(f):
+                raise FlowDefinitionError(f"@{cls.name} takes keyword arguments only, e.g. @{cls.name}(...)")
+            return attach(f)
+        return attach
+
+    decorator.__name__ = cls.name
+    decorator.__doc__ = f"Step decorator @{cls.name}; options: {', '.join(cls.defaults)}."
+    return decorator
+
+
+retry = _make(_Retry)
+catch = _make(_Catch)
+timeout = _make(_Timeout)
+resources = _make(_Resources)
+environment = _make(_Environment)
+
+
+def _parse_value(text: str) -> Any:
+    import json
+
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def parse_with_spec(spec: str) -> StepDecorator:
+    """Parse a ``--with`` value such as ``retry`` or ``retry:times=2,minutes_between_retries=0``."""
+    name, _, rest = spec.partition(":")
+    cls = DECORATORS.get(name.strip())
+    if cls is None:
+        raise FlowDefinitionError(
+            f"--with {spec!r}: unknown decorator {name!r}; choose one of {', '.join(sorted(DECORATORS))}"
+        )
+    attrs: dict[str, Any] = {}
+    for item in filter(None, (p.strip() for p in rest.split(","))):
+        k, eq, v = item.partition("=")
+        if not eq:
+            raise FlowDefinitionError(f"--with {spec!r}: write options as key=value, e.g. {name}:times=2")
+        attrs[k.strip()] = _parse_value(v.strip())
+    return cls(**attrs)

@@ -1,0 +1,194 @@
+"""The command line of a flow file: ``python flow.py run|resume|show|check|logs``.
+
+Bad input is a usage error (exit 2) with a message naming the option; a broken
+flow or a failed run is exit 1 with the step named; nothing prints a traceback
+of reelflow's own.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Sequence
+from functools import wraps
+from typing import Any, NoReturn
+
+import click
+
+from ..errors import ParameterError, ReelflowError, RunFailedError
+from ..flows._decorators import parse_with_spec
+from ..flows._spec import FlowSpec
+
+__all__ = ["build_cli", "run_cli"]
+
+
+def _fail(msg: str, code: int = 1) -> NoReturn:
+    click.echo(f"error: {msg}", err=True)
+    sys.exit(code)
+
+
+def _guard(f: Callable[..., Any]) -> Callable[..., Any]:
+    @wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return f(*args, **kwargs)
+        except ParameterError as exc:
+            raise click.UsageError(str(exc)) from None
+        except RunFailedError as exc:
+            _fail(str(exc))
+        except ReelflowError as exc:
+            _fail(str(exc))
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+
+    return wrapper
+
+
+def _runtime_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    opts = [
+        click.option("--max-workers", type=click.IntRange(min=1), default=None,
+                     help="Worker processes at once [default: CPU count]."),
+        click.option("--max-num-splits", type=click.IntRange(min=1), default=100, show_default=True,
+                     help="Widest foreach allowed."),
+        click.option("--tag", "tags", multiple=True, help="Tag the run (repeatable)."),
+        click.option("--with", "with_specs", multiple=True, metavar="DECORATOR",
+                     help="Attach a decorator to every step, e.g. --with retry:times=2."),
+        click.option("--quiet", is_flag=True, help="Do not echo task output."),
+        click.option("--inprocess", is_flag=True,
+                     help="Run every task in this process, one at a time, so breakpoint()/pdb work in steps."),
+        click.option("--run-id-file", type=click.Path(dir_okay=False), default=None, hidden=True),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def _make_runtime(flow_cls: type[FlowSpec], ctx_obj: dict[str, Any], **kw: Any) -> Any:
+    from ._scheduler import LocalRuntime
+
+    decos = [parse_with_spec(s) for s in (*ctx_obj.get("with", ()), *kw["with_specs"])]
+    run_id_file = kw["run_id_file"]
+
+    def created(run_id: str) -> None:
+        if run_id_file:
+            with open(run_id_file, "w") as f:
+                f.write(run_id)
+
+    return LocalRuntime(
+        flow_cls,
+        max_workers=1 if kw["inprocess"] else kw["max_workers"],
+        max_num_splits=kw["max_num_splits"],
+        tags=kw["tags"],
+        with_decorators=decos,
+        quiet=kw["quiet"],
+        inprocess=kw["inprocess"],
+        on_run_created=created,
+    )
+
+
+def build_cli(flow_cls: type[FlowSpec]) -> click.Group:
+    """The click group of ``flow_cls``'s command line."""
+    name = flow_cls.__name__
+
+    @click.group(help=(flow_cls.__doc__ or f"Flow {name}.").strip())
+    @click.option("--with", "with_specs", multiple=True, metavar="DECORATOR",
+                  help="Attach a decorator to every step, e.g. --with retry.")
+    @click.pass_context
+    @_guard
+    def cli(ctx: click.Context, with_specs: Sequence[str]) -> None:
+        flow_cls.graph()  # every graph check before anything runs
+        ctx.obj = {"with": with_specs}
+
+    params = flow_cls.parameters()
+
+    def run_cmd(**kwargs: Any) -> None:
+        ctx = click.get_current_context()
+        raw = {p.name: kwargs.pop(attr) for attr, p in params.items() if kwargs.get(attr) is not None}
+        for attr in params:
+            kwargs.pop(attr, None)
+        rt = _make_runtime(flow_cls, ctx.obj or {}, **kwargs)
+        rt.run(raw)
+
+    param_opts = []
+    for attr, p in params.items():
+        default = "" if not p.has_default or callable(p.default) else f"; default: {p.default!r}"
+        req = "; required" if p.required and not p.has_default else ""
+        help_text = f"{p.help or ''} [{p.type_name()}{default}{req}]".strip()
+        param_opts.append(click.Option([f"--{p.name}", attr], type=str, default=None, help=help_text))
+    run = click.command("run", help=f"Run {name}.")(_runtime_options(_guard(run_cmd)))
+    run.params = param_opts + run.params
+    cli.add_command(run)
+
+    @cli.command(help="Run again from the failed step (or STEP), reusing the origin run's successful tasks.")
+    @click.argument("step", required=False)
+    @click.option("--origin-run-id", default=None, help="Run to resume [default: the latest].")
+    @_runtime_options
+    @click.pass_context
+    @_guard
+    def resume(ctx: click.Context, step: str | None, origin_run_id: str | None, **kwargs: Any) -> None:
+        rt = _make_runtime(flow_cls, ctx.obj or {}, **kwargs)
+        rt.resume(origin_run_id, step)
+
+    @cli.command(help="Check the flow's graph and parameters without running it.")
+    @_guard
+    def check() -> None:
+        g = flow_cls.graph()
+        click.echo(f"Flow {name} is valid: {len(g.nodes)} steps, {len(params)} parameters.")
+
+    @cli.command(help="Describe the flow: its steps, transitions and parameters.")
+    @_guard
+    def show() -> None:
+        g = flow_cls.graph()
+        if flow_cls.__doc__:
+            click.echo(flow_cls.__doc__.strip() + "\n")
+        for n in g:
+            if n.kind == "end":
+                arrow = "(end)"
+            elif n.kind == "foreach":
+                arrow = f"=> {n.out_funcs[0]} for each item of self.{n.foreach_param}"
+            elif n.kind == "switch":
+                arrow = "=> " + ", ".join(f"{k}: {v}" for k, v in n.switch_cases.items()) + f" (by self.{n.condition})"
+            else:
+                arrow = "=> " + ", ".join(n.out_funcs)
+            join = " [join]" if n.is_join else ""
+            decos = "".join(f" @{d}" for d in n.decorators)
+            click.echo(f"Step {n.name}{join}{decos}  {arrow}")
+            if n.doc:
+                click.echo("    " + n.doc.replace("\n", "\n    "))
+        if params:
+            click.echo("\nParameters:")
+            for attr, p in params.items():
+                click.echo(f"  --{p.name} ({p.type_name()})  {p.help or ''}")
+
+    @cli.command(help="Print the captured output of RUN_ID/STEP or RUN_ID/STEP/TASK_ID.")
+    @click.argument("pathspec")
+    @click.option("--stderr", "which", flag_value="stderr", help="Only stderr.")
+    @click.option("--stdout", "which", flag_value="stdout", help="Only stdout.")
+    @_guard
+    def logs(pathspec: str, which: str | None) -> None:
+        from ..client import Run, namespace
+
+        namespace(None)
+        bits = pathspec.strip("/").split("/")
+        if len(bits) not in (2, 3):
+            raise ParameterError(f"logs: {pathspec!r} is not RUN_ID/STEP or RUN_ID/STEP/TASK_ID")
+        step = Run(f"{name}/{bits[0]}")[bits[1]]
+        tasks = [step[bits[2]]] if len(bits) == 3 else step.tasks()
+        for t in tasks:
+            for stream in ("stdout", "stderr"):
+                if which in (None, stream):
+                    text = getattr(t, stream)
+                    if text:
+                        out = sys.stdout if stream == "stdout" else sys.stderr
+                        for line in text.rstrip("\n").split("\n"):
+                            out.write(f"[{t.pathspec}] {line}\n")
+
+    return cli
+
+
+def run_cli(flow_cls: type[FlowSpec], argv: Sequence[str] | None = None) -> NoReturn:
+    """Run ``flow_cls``'s command line and exit."""
+    cli = build_cli(flow_cls)
+    prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else flow_cls.__name__
+    cli.main(args=list(argv) if argv is not None else None, prog_name=prog, standalone_mode=True)
+    sys.exit(0)

@@ -1,0 +1,579 @@
+"""The local runtime: a scheduler in the parent process that runs tasks in workers.
+
+The scheduler owns the run's metadata (it is the only writer for its run), decides
+which tasks are ready (linear, static split, foreach, conditional, join), starts a
+worker per task attempt, streams the workers' output with a pathspec prefix,
+retries, applies ``@catch`` and ``@timeout``, and on resume clones the origin run's
+successful tasks by reference instead of running them again.
+
+Each task carries a stack of *frames*, one per enclosing split or foreach::
+
+    {"kind": "foreach", "step": "start", "task_id": 1, "index": 3, "num_splits": 10,
+     "param": "items", "key": <blob key of self.items>}
+
+A join waits for ``num_splits`` inputs with the same innermost frame (same
+splitting task) and pops that frame.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import selectors
+import signal
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import FlowDefinitionError, ParameterError, RunFailedError
+from ..flows._decorators import StepDecorator
+from ..flows._parameters import ParameterContext
+from ..flows._spec import FlowSpec
+from ..store import ArtifactRef, Store, TaskRecord, get_store
+from ._task import TaskResult, TaskSpec, execute_task
+from ._worker import Worker, start_worker
+
+__all__ = ["LocalRuntime"]
+
+_LOG_TAIL_LINES = 20
+
+
+@dataclass
+class _Pending:
+    spec: TaskSpec
+    frames: list[dict[str, Any]]
+    not_before: float = 0.0
+    clone: dict[str, Any] | None = None  # origin task to clone instead of running
+
+
+@dataclass
+class _Origin:
+    run_id: str
+    tasks: dict[str, dict[str, Any]]  # task_key -> successful task row (+ "refs")
+    rerun: set[str]
+
+
+class LocalRuntime:
+    """Run a flow class on this machine.
+
+    Parameters
+    ----------
+    flow_cls : the FlowSpec subclass.
+    store : where runs go (default: the environment's store).
+    max_workers : worker processes at once (default: CPU count).
+    max_num_splits : the widest foreach allowed.
+    tags : user tags of the run.
+    with_decorators : decorators attached to every step (``--with retry``).
+    quiet : do not echo task output.
+    inprocess : run every task in this process (breakpoints and pdb work; output is not captured).
+    """
+
+    def __init__(
+        self,
+        flow_cls: type[FlowSpec],
+        *,
+        store: Store | None = None,
+        max_workers: int | None = None,
+        max_num_splits: int = 100,
+        tags: Sequence[str] = (),
+        with_decorators: Sequence[StepDecorator] = (),
+        quiet: bool = False,
+        inprocess: bool = False,
+        use_fork: bool = True,
+        on_run_created: Callable[[str], None] | None = None,
+    ) -> None:
+        self.flow_cls = flow_cls
+        self.graph = flow_cls.graph()
+        self.store = store or get_store()
+        self.max_workers = max(1, max_workers or os.cpu_count() or 1)
+        if max_num_splits < 1:
+            raise ParameterError("--max-num-splits must be at least 1")
+        self.max_num_splits = max_num_splits
+        self.tags = frozenset(tags)
+        self.with_decorators = {d.name: d for d in with_decorators}
+        self.quiet = quiet
+        self.inprocess = inprocess
+        self.use_fork = use_fork
+        self.on_run_created = on_run_created
+        self.flow_name = flow_cls.__name__
+        self.user = self.store.config.user
+        self.tmp_dir = self.store.config.home / "tmp"
+
+    # -- entry points ------------------------------------------------------------
+    def run(self, raw_params: Mapping[str, Any] | None = None) -> str:
+        """Start a new run; return its id or raise RunFailedError."""
+        params = self._resolve_params(raw_params or {})
+        param_refs = {name: self.store.save(value) for name, value in params.items()}
+        run_id = self._create_run(param_refs, params, origin_run_id=None)
+        return self._execute(run_id, param_refs, origin=None)
+
+    def resume(self, origin_run_id: str | None = None, step: str | None = None) -> str:
+        """Re-run from the failed step (or ``step``), reusing the origin run's successful tasks."""
+        md = self.store.metadata
+        if origin_run_id is None:
+            runs = md.list_runs(self.flow_name)
+            if not runs:
+                raise RunFailedError(f"flow {self.flow_name} has no run to resume; run it first")
+            origin_run_id = runs[0]["run_id"]
+        origin_run = md.get_run(self.flow_name, origin_run_id)
+        rows = md.tasks_of_run(origin_run_id)
+        refs_by_row = md.artifacts_of([r["id"] for r in rows if r["status"] == "succeeded"])
+        tasks: dict[str, dict[str, Any]] = {}
+        for r in rows:
+            if r["status"] == "succeeded":
+                tasks[r["task_key"]] = {**r, "refs": refs_by_row[r["id"]]}
+        if step is not None and step not in self.graph:
+            raise ParameterError(
+                f"resume: flow {self.flow_name} has no step {step!r}; steps are {', '.join(self.graph.nodes)}"
+            )
+        if step is None:
+            failed = [r for r in rows if r["status"] == "failed" and r["task_key"] not in tasks]
+            if failed:
+                step = failed[0]["step_name"]
+            elif origin_run["status"] == "succeeded":
+                raise ParameterError(
+                    f"run {self.flow_name}/{origin_run_id} succeeded; name the step to resume from, "
+                    "e.g. `resume train`"
+                )
+        rerun = self._reachable(step) if step else set()
+        param_refs = {
+            name: ArtifactRef(p["key"], p["size"], p["type"]) for name, p in origin_run["params"].items()
+        }
+        run_id = self._create_run(
+            param_refs, {k: v["repr"] for k, v in origin_run["params"].items()}, origin_run_id=origin_run_id
+        )
+        return self._execute(run_id, param_refs, origin=_Origin(origin_run_id, tasks, rerun))
+
+    # -- setup ---------------------------------------------------------------------
+    def _resolve_params(self, raw: Mapping[str, Any]) -> dict[str, Any]:
+        declared = self.flow_cls.parameters()
+        by_name = {p.name: (attr, p) for attr, p in declared.items()}
+        unknown = [k for k in raw if k not in by_name and k not in declared]
+        if unknown:
+            raise ParameterError(
+                f"flow {self.flow_name} has no parameter {unknown[0]!r}; its parameters are "
+                f"{', '.join(sorted(by_name)) or 'none'}"
+            )
+        out: dict[str, Any] = {}
+        for attr, p in declared.items():
+            value = raw.get(p.name, raw.get(attr))
+            ctx = ParameterContext(self.flow_name, self.user, p.name)
+            out[attr] = p.load(value, ctx)
+        return out
+
+    def _create_run(self, param_refs: dict[str, ArtifactRef], params: Mapping[str, Any], origin_run_id: str | None) -> str:
+        params_json = {
+            name: {"key": r.key, "size": r.size, "type": r.type, "repr": _short_repr(params.get(name))}
+            for name, r in param_refs.items()
+        }
+        run_id = self.store.metadata.create_run(
+            self.flow_name,
+            user=self.user,
+            tags=sorted(self.tags),
+            system_tags=[f"user:{self.user}"],
+            graph=self.graph.to_json(),
+            params=params_json,
+            origin_run_id=origin_run_id,
+        )
+        if self.on_run_created is not None:
+            self.on_run_created(run_id)
+        return run_id
+
+    def _reachable(self, step: str) -> set[str]:
+        seen: set[str] = set()
+        stack = [step]
+        while stack:
+            s = stack.pop()
+            if s not in seen:
+                seen.add(s)
+                stack.extend(self.graph[s].out_funcs)
+        return seen
+
+    def _decorators(self, step: str) -> dict[str, StepDecorator]:
+        return {**self.with_decorators, **self.graph[step].decorators}
+
+    # -- the scheduling loop ---------------------------------------------------------
+    def _execute(self, run_id: str, param_refs: dict[str, ArtifactRef], origin: _Origin | None) -> str:
+        self.run_id = run_id
+        self.param_refs = param_refs
+        self.origin = origin
+        self.next_task_id = 1
+        self.ready: deque[_Pending] = deque()
+        self.running: dict[int, Worker] = {}
+        self.buckets: dict[tuple[str, int], dict[int, tuple[TaskSpec, dict[str, ArtifactRef]]]] = {}
+        self.visits: dict[tuple[str, str], int] = {}
+        self.clone_records: list[tuple[TaskRecord, dict[str, ArtifactRef]]] = []
+        self.failure: str | None = None
+        self.selector = selectors.DefaultSelector()
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        started = time.time()
+        self._say(f"Run {self.flow_name}/{run_id} started" + (f" (resuming {origin.run_id})" if origin else ""))
+        self._schedule("start", None, dict(param_refs), [])
+        try:
+            self._loop()
+        except KeyboardInterrupt:
+            self._abort("interrupted (Ctrl-C)")
+            self._flush_clones()
+            self.store.metadata.finish_run(run_id, "failed")
+            raise
+        finally:
+            self.selector.close()
+        self._flush_clones()
+        status = "failed" if self.failure else "succeeded"
+        self.store.metadata.finish_run(run_id, status)
+        if self.failure:
+            raise RunFailedError(self.failure)
+        self._say(f"Run {self.flow_name}/{run_id} succeeded in {time.time() - started:.2f}s")
+        return run_id
+
+    def _loop(self) -> None:
+        while (self.ready or self.running) and not self.failure:
+            now = time.time()
+            for _ in range(len(self.ready)):
+                if len(self.running) >= self.max_workers or self.failure:
+                    break
+                p = self.ready.popleft()
+                if p.not_before > now:
+                    self.ready.append(p)
+                    continue
+                if p.clone is not None:
+                    self._complete_clone(p)
+                elif self.inprocess:
+                    t0 = time.time()
+                    result = execute_task(self.flow_cls, p.spec, self.store)
+                    self._finish(p, result, t0, logs=None)
+                else:
+                    w = start_worker(self.flow_cls, p.spec, self.store, self.tmp_dir, now=now, use_fork=self.use_fork)
+                    w.frames = p.frames
+                    seconds = _timeout_seconds(self._decorators(p.spec.step_name))
+                    if seconds:
+                        w.deadline = now + seconds
+                    for fd in w.fds:
+                        os.set_blocking(fd, False)
+                        self.selector.register(fd, selectors.EVENT_READ, w)
+                    self.running[w.pid] = w
+            self._flush_clones()
+            if self.running:
+                self._poll()
+            elif self.ready and not any(p.clone for p in self.ready):
+                wait = min(p.not_before for p in self.ready) - time.time()
+                if wait > 0:
+                    time.sleep(min(wait, 0.5))
+        if self.failure:
+            self._abort(None)
+
+    def _poll(self) -> None:
+        now = time.time()
+        deadlines = [w.deadline for w in self.running.values() if w.deadline]
+        timeout = 0.2
+        if deadlines:
+            timeout = max(0.0, min(timeout, min(deadlines) - now))
+        for key, _ in self.selector.select(timeout):
+            self._read(key.fd, key.data)
+        now = time.time()
+        for pid, w in list(self.running.items()):
+            if w.deadline and now > w.deadline and w.killed_reason is None:
+                w.killed_reason = (
+                    f"step {w.spec.step_name!r} timed out after {w.deadline - w.started_at:.0f}s (@timeout); "
+                    "raise the limit or make the step faster"
+                )
+                _kill(pid)
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                w.exit_status = status
+                for fd in list(w.fds):
+                    self._read(fd, w, final=True)
+                del self.running[pid]
+                self._finish_worker(w)
+
+    def _read(self, fd: int, w: Worker, final: bool = False) -> None:
+        stream = w.fds.get(fd)
+        if stream is None:
+            return
+        while True:
+            try:
+                data = os.read(fd, 1 << 16)
+            except BlockingIOError:
+                if final:
+                    self._close_fd(fd, w)
+                return
+            if not data:
+                self._close_fd(fd, w)
+                return
+            w.logs[stream] += data
+            self._echo(w, stream, data)
+            if not final:
+                return
+
+    def _close_fd(self, fd: int, w: Worker) -> None:
+        try:
+            self.selector.unregister(fd)
+        except (KeyError, ValueError):
+            pass
+        os.close(fd)
+        stream = w.fds.pop(fd)
+        rest = w.partial[stream]
+        if rest:
+            w.partial[stream] = b""
+            self._emit(w, stream, rest)
+
+    def _echo(self, w: Worker, stream: str, data: bytes) -> None:
+        buf = w.partial[stream] + data
+        *lines, w.partial[stream] = buf.split(b"\n")
+        for line in lines:
+            self._emit(w, stream, line)
+
+    def _emit(self, w: Worker, stream: str, line: bytes) -> None:
+        if self.quiet:
+            return
+        out = sys.stdout if stream == "stdout" else sys.stderr
+        out.write(f"[{w.spec.run_id}/{w.spec.step_name}/{w.spec.task_id}] {line.decode('utf-8', 'replace')}\n")
+        out.flush()
+
+    def _finish_worker(self, w: Worker) -> None:
+        if w.popen is not None:  # already reaped by waitpid; tell Popen so
+            w.popen.returncode = os.waitstatus_to_exitcode(w.exit_status or 0)
+        result = w.read_result()
+        if w.killed_reason:
+            result = TaskResult("failed", exception=f"TimeoutError: {w.killed_reason}")
+        elif result is None:
+            result = TaskResult(
+                "failed",
+                exception=f"WorkerCrashed: the worker process of step {w.spec.step_name!r} {_describe_exit(w.exit_status)} "
+                "without reporting a result (a crash in native code, os._exit or the out-of-memory killer)",
+            )
+        p = _Pending(w.spec, w.frames)
+        self._finish(p, result, w.started_at, logs=w.logs)
+
+    # -- completion -------------------------------------------------------------------
+    def _finish(self, p: _Pending, result: TaskResult, started_at: float, logs: Mapping[str, bytearray] | None) -> None:
+        spec = p.spec
+        log_keys = {"stdout": None, "stderr": None}
+        if logs:
+            for stream, data in logs.items():
+                if data:
+                    log_keys[stream] = self.store.save(bytes(data)).key
+        node = self.graph[spec.step_name]
+        decos = self._decorators(spec.step_name)
+        rec = TaskRecord(
+            step_name=spec.step_name,
+            task_id=spec.task_id,
+            attempt=spec.attempt,
+            status=result.status,
+            task_key=spec.task_key,
+            started_at=started_at,
+            finished_at=time.time(),
+            split_index=spec.foreach_frames[-1]["index"] if spec.foreach_frames else None,
+            foreach_stack=[[f["index"], f["num_splits"]] for f in spec.foreach_frames],
+            input_paths=spec.input_paths,
+            exception=(result.traceback or result.exception) if result.status == "failed" else None,
+            stdout_key=log_keys["stdout"],
+            stderr_key=log_keys["stderr"],
+            resources=decos["resources"].to_json() if "resources" in decos else None,
+            result=result.transition,
+        )
+        self.store.metadata.record_task(self.run_id, rec, result.artifacts if result.status == "succeeded" else {})
+        if result.status == "succeeded":
+            if not self.quiet:
+                self._say(f"[{self.run_id}/{spec.step_name}/{spec.task_id}] done in {rec.finished_at - started_at:.2f}s")
+            self._advance(spec, p.frames, result.artifacts, result.transition or {})
+            return
+        retry = decos.get("retry")
+        catch = decos.get("catch")
+        times = int(retry["times"]) if retry else 0
+        if spec.fallback_exception is None and spec.attempt < times:
+            delay = 60.0 * float(retry["minutes_between_retries"]) if retry else 0.0
+            self._say(f"[{self.run_id}/{spec.step_name}/{spec.task_id}] attempt {spec.attempt} failed "
+                      f"({result.exception}); retrying" + (f" in {delay:.0f}s" if delay else ""))
+            self.ready.append(_Pending(dataclasses.replace(spec, attempt=spec.attempt + 1), p.frames, time.time() + delay))
+            return
+        if catch is not None and spec.fallback_exception is None:
+            if catch["print_exception"]:
+                self._say(f"[{self.run_id}/{spec.step_name}/{spec.task_id}] @catch handled: {result.exception}")
+            fallback = dataclasses.replace(spec, attempt=spec.attempt + 1, fallback_exception=result.exception or "")
+            self.ready.append(_Pending(fallback, p.frames))
+            return
+        tail = ""
+        if logs and logs.get("stderr"):
+            lines = bytes(logs["stderr"]).decode("utf-8", "replace").rstrip().splitlines()[-_LOG_TAIL_LINES:]
+            tail = "\n--- last lines of its stderr ---\n" + "\n".join(lines)
+        elif result.traceback:
+            tail = "\n" + result.traceback.rstrip()
+        self.failure = (
+            f"step {spec.step_name!r} failed (task {spec.pathspec}, attempt {spec.attempt}): {result.exception}{tail}\n"
+            f"Fix the step, then resume the run: `python <flow file> resume --origin-run-id {self.run_id}`"
+        )
+
+    def _complete_clone(self, p: _Pending) -> None:
+        origin_row = p.clone
+        assert origin_row is not None and self.origin is not None
+        refs = origin_row["refs"]
+        rec = TaskRecord(
+            step_name=p.spec.step_name,
+            task_id=p.spec.task_id,
+            attempt=0,
+            status="succeeded",
+            task_key=p.spec.task_key,
+            started_at=origin_row["started_at"],
+            finished_at=origin_row["finished_at"],
+            split_index=origin_row["split_index"],
+            foreach_stack=origin_row["foreach_stack"],
+            input_paths=p.spec.input_paths,
+            stdout_key=origin_row["stdout_key"],
+            stderr_key=origin_row["stderr_key"],
+            cloned_from=f"{self.flow_name}/{self.origin.run_id}/{p.spec.step_name}/{origin_row['task_id']}",
+            resources=origin_row["resources"],
+            result=origin_row["result"],
+        )
+        self.clone_records.append((rec, refs))
+        self._advance(p.spec, p.frames, refs, origin_row["result"] or {})
+
+    def _flush_clones(self) -> None:
+        if self.clone_records:
+            self.store.metadata.record_tasks(self.run_id, self.clone_records)
+            self.clone_records = []
+
+    def _advance(self, spec: TaskSpec, frames: list[dict[str, Any]], refs: dict[str, ArtifactRef], transition: dict[str, Any]) -> None:
+        node = self.graph[spec.step_name]
+        if node.kind == "end":
+            return
+        if node.kind == "linear":
+            self._schedule(node.out_funcs[0], spec, refs, frames)
+        elif node.kind == "switch":
+            self._schedule(transition["branch"], spec, refs, frames)
+        elif node.kind == "split":
+            for i, target in enumerate(node.out_funcs):
+                frame = {"kind": "split", "step": node.name, "task_id": spec.task_id, "index": i,
+                         "num_splits": len(node.out_funcs)}
+                self._schedule(target, spec, refs, frames + [frame])
+        elif node.kind == "foreach":
+            n = int(transition["num_splits"])
+            param = node.foreach_param
+            if n > self.max_num_splits:
+                self.failure = (
+                    f"step {node.name!r}: foreach over self.{param} would start {n} tasks, more than "
+                    f"--max-num-splits {self.max_num_splits}; raise --max-num-splits or shorten the list"
+                )
+                return
+            if n == 0:
+                self.failure = f"step {node.name!r}: foreach over an empty self.{param}; a foreach needs at least one item"
+                return
+            key = refs[param].key if param in refs else None
+            for i in range(n):
+                frame = {"kind": "foreach", "step": node.name, "task_id": spec.task_id, "index": i,
+                         "num_splits": n, "param": param, "key": key}
+                self._schedule(node.out_funcs[0], spec, refs, frames + [frame])
+
+    def _schedule(self, step: str, parent: TaskSpec | None, refs: dict[str, ArtifactRef], frames: list[dict[str, Any]]) -> None:
+        node = self.graph[step]
+        join_inputs = None
+        input_paths = [parent.pathspec] if parent else []
+        base = refs
+        if node.is_join:
+            assert parent is not None
+            top = frames[-1]
+            bucket = self.buckets.setdefault((step, top["task_id"]), {})
+            bucket[top["index"]] = (parent, refs)
+            if len(bucket) < top["num_splits"]:
+                return
+            del self.buckets[(step, top["task_id"])]
+            ordered = [bucket[i] for i in sorted(bucket)]
+            join_inputs = [(s.step_name, s.pathspec, r) for s, r in ordered]
+            input_paths = [s.pathspec for s, _ in ordered]
+            base = dict(self.param_refs)
+            frames = frames[:-1]
+        path = "/".join(str(f["index"]) for f in frames)
+        visit = self.visits.get((step, path), 0)
+        self.visits[(step, path)] = visit + 1
+        task_key = f"{step}[{path}]#{visit}"
+        spec = TaskSpec(
+            flow_name=self.flow_name,
+            run_id=self.run_id,
+            step_name=step,
+            task_id=self.next_task_id,
+            attempt=0,
+            task_key=task_key,
+            input_paths=input_paths,
+            base_refs=base,
+            params=frozenset(self.param_refs),
+            user=self.user,
+            tags=self.tags,
+            origin_run_id=self.origin.run_id if self.origin else None,
+            foreach_frames=[f for f in frames if f["kind"] == "foreach"],
+            join_inputs=join_inputs,
+            visit=visit,
+        )
+        self.next_task_id += 1
+        clone = None
+        if self.origin is not None and step not in self.origin.rerun:
+            clone = self.origin.tasks.get(task_key)
+        self.ready.append(_Pending(spec, frames, clone=clone))
+
+    # -- stopping -------------------------------------------------------------------
+    def _abort(self, reason: str | None) -> None:
+        for pid in list(self.running):
+            _kill(pid, signal.SIGTERM)
+        deadline = time.time() + 2.0
+        while self.running and time.time() < deadline:
+            for pid, w in list(self.running.items()):
+                done, _ = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    del self.running[pid]
+                    for fd in list(w.fds):
+                        self._close_fd(fd, w)
+            time.sleep(0.01)
+        for pid, w in list(self.running.items()):
+            _kill(pid)
+            os.waitpid(pid, 0)
+            for fd in list(w.fds):
+                self._close_fd(fd, w)
+        self.running.clear()
+        if reason:
+            self._say(f"Run {self.flow_name}/{self.run_id} {reason}; stopped")
+
+    def _say(self, msg: str) -> None:
+        if not self.quiet:
+            print(msg, flush=True)
+
+
+def _timeout_seconds(decos: Mapping[str, StepDecorator]) -> float:
+    t = decos.get("timeout")
+    if t is None:
+        return 0.0
+    a = t.attributes
+    return float(a["seconds"]) + 60.0 * float(a["minutes"]) + 3600.0 * float(a["hours"])
+
+
+def _kill(pid: int, sig: int = signal.SIGKILL) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _describe_exit(status: int | None) -> str:
+    if status is None:
+        return "ended"
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = str(sig)
+        return f"was killed by signal {name}"
+    if os.WIFEXITED(status):
+        return f"exited with status {os.WEXITSTATUS(status)}"
+    return f"ended (status {status})"
+
+
+def _short_repr(v: Any) -> str:
+    r = repr(v)
+    return r if len(r) <= 200 else r[:197] + "..."
+
+
+def check_flow(flow_cls: Any) -> None:
+    if not (isinstance(flow_cls, type) and issubclass(flow_cls, FlowSpec)):
+        raise FlowDefinitionError(f"{flow_cls!r} is not a FlowSpec subclass")

@@ -1,0 +1,155 @@
+"""Running one task: build the flow instance, run the step, persist what changed.
+
+This is the code that runs inside a worker process (or in-process for debugging).
+It reads inputs lazily from the store and writes new artifact blobs there; the
+scheduler records the task's metadata from the result it returns.
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ReelflowError, TransitionError
+from ..flows._artifacts import ArtifactScope, Inputs, InputView
+from ..flows._current import _TaskInfo, current
+from ..flows._spec import FlowSpec, TaskState
+from ..store import ArtifactRef, Store
+from ..store._serialize import encode
+
+__all__ = ["TaskSpec", "TaskResult", "CaughtException", "execute_task"]
+
+
+@dataclass
+class TaskSpec:
+    """Everything a worker needs to run one attempt of one task."""
+
+    flow_name: str
+    run_id: str
+    step_name: str
+    task_id: int
+    attempt: int
+    task_key: str
+    input_paths: list[str]
+    base_refs: dict[str, ArtifactRef]
+    params: frozenset[str]
+    user: str
+    tags: frozenset[str]
+    origin_run_id: str | None = None
+    foreach_frames: list[dict[str, Any]] = field(default_factory=list)
+    split_frames: list[dict[str, Any]] = field(default_factory=list)  # all frames, for scheduling
+    join_inputs: list[tuple[str, str, dict[str, ArtifactRef]]] | None = None
+    fallback_exception: str | None = None  # set for a @catch fallback attempt
+    visit: int = 0
+
+    @property
+    def pathspec(self) -> str:
+        return f"{self.flow_name}/{self.run_id}/{self.step_name}/{self.task_id}"
+
+
+@dataclass
+class TaskResult:
+    status: str  # succeeded | failed
+    artifacts: dict[str, ArtifactRef] = field(default_factory=dict)
+    transition: dict[str, Any] | None = None
+    exception: str | None = None  # "Type: message"
+    traceback: str | None = None
+
+
+class CaughtException:
+    """What ``@catch(var=...)`` stores when a step failed: type, message and traceback."""
+
+    def __init__(self, type_name: str, message: str, stacktrace: str) -> None:
+        self.type = type_name
+        self.exception = message
+        self.stacktrace = stacktrace
+
+    def __repr__(self) -> str:
+        return f"CaughtException({self.type}: {self.exception})"
+
+
+def _persist(flow: FlowSpec, state: TaskState, store: Store, step_name: str) -> dict[str, ArtifactRef]:
+    refs = dict(state.scope.refs)
+    for name, value in list(flow.__dict__.items()):
+        if name.startswith("_"):
+            continue
+        try:
+            blob = encode(value)
+        except Exception as exc:
+            raise ReelflowError(
+                f"step {step_name!r}: artifact {name!r} ({type(value).__name__}) cannot be saved: {exc}. "
+                f"Assign only picklable values to self; keep others in local variables or self._{name}"
+            ) from None
+        old = refs.get(name)
+        if old is not None and old.key == blob.key:
+            continue  # loaded and unchanged: keep the reference
+        store.blobs.put(blob.key, blob.chunks)
+        t = type(value)
+        tname = t.__name__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
+        refs[name] = ArtifactRef(blob.key, blob.raw_size, tname)
+    return refs
+
+
+def execute_task(flow_cls: type[FlowSpec], spec: TaskSpec, store: Store) -> TaskResult:
+    """Run the step of ``spec`` in this process and return what the scheduler records."""
+    graph = flow_cls.graph()
+    node = graph[spec.step_name]
+    flow = flow_cls.__new__(flow_cls)
+    scope = ArtifactScope(store, spec.base_refs, where=spec.pathspec)
+    inputs = None
+    if spec.join_inputs is not None:
+        inputs = Inputs(
+            [InputView(step, path, ArtifactScope(store, refs, where=path)) for step, path, refs in spec.join_inputs]
+        )
+    state = TaskState(
+        scope=scope,
+        step_name=spec.step_name,
+        params=spec.params,
+        foreach_frames=[dict(f) for f in spec.foreach_frames],
+        inputs=inputs,
+    )
+    flow.__dict__["_state"] = state
+    current._bind(
+        _TaskInfo(
+            flow_name=spec.flow_name,
+            run_id=spec.run_id,
+            step_name=spec.step_name,
+            task_id=str(spec.task_id),
+            retry_count=spec.attempt,
+            origin_run_id=spec.origin_run_id,
+            username=spec.user,
+            tags=spec.tags,
+        )
+    )
+    env = node.decorators.get("environment")
+    if env is not None:
+        os.environ.update(env["vars"])
+    try:
+        if spec.fallback_exception is not None:
+            catch = node.decorators["catch"]
+            if node.kind in ("foreach", "switch"):
+                raise TransitionError(
+                    f"step {spec.step_name!r} failed and @catch cannot choose its {node.kind} transition; "
+                    f"original error: {spec.fallback_exception}"
+                )
+            if catch["var"]:
+                type_name, _, message = spec.fallback_exception.partition(": ")
+                setattr(flow, catch["var"], CaughtException(type_name, message, spec.fallback_exception))
+            state.transition = {}
+        else:
+            func = getattr(flow, spec.step_name)
+            func(inputs) if node.is_join else func()
+            if node.kind != "end" and state.transition is None:
+                raise TransitionError(
+                    f"step {spec.step_name!r} finished without calling self.next(); end it with "
+                    f"self.next({', '.join('self.' + s for s in node.out_funcs)})"
+                )
+        refs = _persist(flow, state, store, spec.step_name)
+        return TaskResult("succeeded", artifacts=refs, transition=state.transition or {})
+    except BaseException as exc:  # noqa: BLE001 - reported to the scheduler, which decides
+        tb = traceback.format_exc()
+        return TaskResult("failed", exception=f"{type(exc).__name__}: {exc}", traceback=tb)
+    finally:
+        current._bind(None)

@@ -1,0 +1,94 @@
+"""The metadata schema (SQLAlchemy Core), versioned so later releases can migrate it.
+
+Version history
+---------------
+1. ``runs``, ``tasks`` (one row per attempt), ``artifacts`` (name -> blob key per
+   task attempt), ``meta`` (schema version).
+
+A run's id is the integer primary key of ``runs`` shown as a string, unique in
+the store, so concurrent flows never collide. A task row is written once, when
+its attempt ends, in the same transaction as its artifact rows: a reader never
+sees a task without its artifacts, and a killed process leaves no half rows.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+__all__ = ["SCHEMA_VERSION", "metadata", "meta", "runs", "tasks", "artifacts"]
+
+SCHEMA_VERSION = 1
+
+metadata = MetaData()
+
+meta = Table(
+    "meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("flow_name", String(255), nullable=False),
+    Column("user", String(255), nullable=False),
+    Column("status", String(16), nullable=False),  # running | succeeded | failed
+    Column("created_at", Float, nullable=False),
+    Column("finished_at", Float),
+    Column("origin_run_id", String(64)),
+    Column("tags", Text, nullable=False, default="[]"),  # JSON list of user tags
+    Column("system_tags", Text, nullable=False, default="[]"),
+    Column("graph", Text),  # JSON description of the flow graph
+    Column("params", Text, nullable=False, default="{}"),  # JSON of parameter values (repr)
+    Column("pid", Integer),
+    Column("host", String(255)),
+)
+Index("ix_runs_flow", runs.c.flow_name, runs.c.id)
+
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", Integer, ForeignKey("runs.id"), nullable=False),
+    Column("step_name", String(255), nullable=False),
+    Column("task_id", Integer, nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("status", String(16), nullable=False),  # succeeded | failed
+    Column("task_key", String(512), nullable=False),  # step + split path + visit, for resume
+    Column("split_index", Integer),
+    Column("foreach_stack", Text, nullable=False, default="[]"),
+    Column("input_paths", Text, nullable=False, default="[]"),
+    Column("started_at", Float, nullable=False),
+    Column("finished_at", Float, nullable=False),
+    Column("exception", Text),
+    Column("stdout_key", String(64)),
+    Column("stderr_key", String(64)),
+    Column("cloned_from", String(512)),
+    Column("resources", Text),
+    Column("result", Text),  # JSON: transition taken, foreach width
+    UniqueConstraint("run_id", "task_id", "attempt", name="uq_task_attempt"),
+)
+Index("ix_tasks_run_step", tasks.c.run_id, tasks.c.step_name)
+
+artifacts = Table(
+    "artifacts",
+    metadata,
+    Column("task_row", Integer, ForeignKey("tasks.id"), primary_key=True),
+    Column("name", String(255), primary_key=True),
+    Column("key", String(64), nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("type", String(255), nullable=False),
+)
