@@ -10,6 +10,7 @@ reported as failed with its exit status.
 from __future__ import annotations
 
 import ctypes
+import faulthandler
 import os
 import pickle
 import signal
@@ -87,6 +88,8 @@ def _child_main(flow_cls: Any, spec: TaskSpec, store: Any, result_path: Path, ou
         os.close(err_w)
         sys.stdout = open(1, "w", buffering=1, closefd=False, encoding="utf-8", errors="replace")
         sys.stderr = open(2, "w", buffering=1, closefd=False, encoding="utf-8", errors="replace")
+        # A crash in native code leaves its Python traceback in the task's stderr log.
+        faulthandler.enable(sys.stderr)
         result = execute_task(flow_cls, spec, store)
         if result.status == "failed" and result.traceback:
             sys.stderr.write(result.traceback)
@@ -145,7 +148,11 @@ def _spawn(flow_cls: Any, spec: TaskSpec, store: Any, result_path: Path, now: fl
     assert popen.stdin is not None and popen.stdout is not None and popen.stderr is not None
     popen.stdin.write(payload)
     popen.stdin.close()
-    fds = {popen.stdout.fileno(): "stdout", popen.stderr.fileno(): "stderr"}
+    # Own duplicates of the pipes, so the scheduler may close them without
+    # Popen closing a reused descriptor later.
+    fds = {os.dup(popen.stdout.fileno()): "stdout", os.dup(popen.stderr.fileno()): "stderr"}
+    popen.stdout.close()
+    popen.stderr.close()
     return Worker(spec, popen.pid, fds, result_path, now, popen=popen)
 
 

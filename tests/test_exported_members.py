@@ -1,0 +1,35 @@
+"""The public surface: names users import, and nothing heavy at import time."""
+
+import subprocess
+import sys
+
+import reelflow
+
+EXPECTED = {
+    "FlowSpec", "step", "Parameter", "JSONType", "IncludeFile", "current", "retry", "catch", "timeout",
+    "resources", "environment", "Runner", "Flow", "Run", "Step", "Task", "namespace", "get_namespace",
+    "default_namespace", "ReelflowError", "__version__",
+}
+
+
+def test_all_names_exported():
+    assert set(reelflow.__all__) == EXPECTED
+    for name in reelflow.__all__:
+        assert getattr(reelflow, name) is not None
+
+
+def test_subpackages_export_what_they_declare():
+    import reelflow.client
+    import reelflow.flows
+    import reelflow.runtime
+    import reelflow.store
+
+    for mod in (reelflow.flows, reelflow.client, reelflow.runtime, reelflow.store):
+        for name in mod.__all__:
+            assert hasattr(mod, name), f"{mod.__name__}.{name}"
+
+
+def test_import_is_light():
+    code = "import sys, reelflow; from reelflow import FlowSpec, step; print(sorted(m for m in ('sqlalchemy', 'numpy', 'click') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
