@@ -50,15 +50,3 @@ def load_flow(write_flow):
         return load_flow_file(str(write_flow(src, f"flow_{next(counter)}_{os.getpid()}.py")))
 
     return load
-
-
-def run_py(path: Path, *args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    """Run ``python path args`` in a real process."""
-    return subprocess.run(
-        [sys.executable, str(path), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-        cwd=path.parent,
-    )

@@ -66,7 +66,10 @@ def _runtime_options(f: Callable[..., Any]) -> Callable[..., Any]:
 def _make_runtime(flow_cls: type[FlowSpec], ctx_obj: dict[str, Any], **kw: Any) -> Any:
     from ._scheduler import LocalRuntime
 
-    decos = [parse_with_spec(s) for s in (*ctx_obj.get("with", ()), *kw["with_specs"])]
+    try:
+        decos = [parse_with_spec(s) for s in (*ctx_obj.get("with", ()), *kw["with_specs"])]
+    except ReelflowError as exc:  # a bad --with value is bad command-line input
+        raise ParameterError(str(exc)) from None
     run_id_file = kw["run_id_file"]
 
     def created(run_id: str) -> None:

@@ -149,7 +149,8 @@ def execute_task(flow_cls: type[FlowSpec], spec: TaskSpec, store: Store) -> Task
         refs = _persist(flow, state, store, spec.step_name)
         return TaskResult("succeeded", artifacts=refs, transition=state.transition or {})
     except BaseException as exc:  # noqa: BLE001 - reported to the scheduler, which decides
-        tb = traceback.format_exc()
+        # The user's frames only: drop execute_task's own.
+        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__.tb_next if exc.__traceback__ else None))
         return TaskResult("failed", exception=f"{type(exc).__name__}: {exc}", traceback=tb)
     finally:
         current._bind(None)

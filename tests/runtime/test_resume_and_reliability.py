@@ -1,0 +1,249 @@
+"""Resume, crashes, SIGKILL, concurrency and the flow command line, in real processes."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from reelflow import Flow, Run, namespace
+from reelflow.errors import CorruptArtifactError
+
+from helpers import run_py
+
+FIVE = """
+import os
+from reelflow import FlowSpec, step, Parameter
+
+class Five(FlowSpec):
+    n = Parameter("n", default=1)
+
+    @step
+    def start(self):
+        self.a = self.n
+        self.next(self.s2)
+
+    @step
+    def s2(self):
+        self.b = self.a + 1
+        self.next(self.s3)
+
+    @step
+    def s3(self):
+        self.c = self.b + 1
+        self.next(self.s4)
+
+    @step
+    def s4(self):
+        if os.path.exists(os.environ.get("FAIL_MARKER", "/nonexistent")):
+            raise RuntimeError("s4 is broken")
+        self.d = self.c + 1
+        self.next(self.end)
+
+    @step
+    def end(self):
+        self.total = self.d
+
+if __name__ == "__main__":
+    Five()
+"""
+
+
+def test_resume_reuses_successful_tasks(write_flow, tmp_path):
+    path = write_flow(FIVE)
+    marker = tmp_path / "fail"
+    marker.touch()
+    env = {"FAIL_MARKER": str(marker)}
+    p = run_py(path, "run", "--n", "5", env=env)
+    assert p.returncode == 1
+    assert "step 's4' failed" in p.stderr and "s4 is broken" in p.stderr
+    assert "reelflow/runtime" not in p.stderr  # only the user's frames are shown
+    origin = Flow("Five").latest_run
+    assert origin.finished and not origin.successful
+    marker.unlink()
+    p = run_py(path, "resume", env=env)
+    assert p.returncode == 0, p.stderr
+    r = Flow("Five").latest_run
+    assert r.id != origin.id and r.origin_run_id == origin.id
+    assert r.successful and r.data.total == 8
+    for s in ("start", "s2", "s3"):
+        t = r[s].task
+        assert t.origin_pathspec == f"Five/{origin.id}/{s}/{origin[s].task.id}"
+        assert t["n"].sha == origin[s].task["n"].sha
+    assert r["s4"].task.origin_pathspec is None
+    assert r.data.n == 5
+
+
+def test_resume_named_step_and_errors(write_flow):
+    path = write_flow(FIVE)
+    assert run_py(path, "run").returncode == 0
+    p = run_py(path, "resume")
+    assert p.returncode == 2 and "succeeded; name the step" in p.stderr
+    p = run_py(path, "resume", "s3")
+    assert p.returncode == 0, p.stderr
+    r = Flow("Five").latest_run
+    assert r["s2"].task.origin_pathspec and not r["s3"].task.origin_pathspec
+    p = run_py(path, "resume", "nope")
+    assert p.returncode == 2 and "has no step 'nope'" in p.stderr
+
+
+def test_cli_bad_input_is_a_usage_error(write_flow):
+    path = write_flow(FIVE.replace('Parameter("n", default=1)', 'Parameter("n", type=int, required=True)'))
+    for args, needle in [
+        (["run", "--bogus", "1"], "No such option"),
+        (["run", "--n", "x"], "is not a valid int"),
+        (["run"], "parameter 'n' is required"),
+        (["run", "--with", "nosuch"], "unknown decorator 'nosuch'"),
+        (["frobnicate"], "No such command"),
+    ]:
+        p = run_py(path, *args)
+        assert p.returncode == 2, (args, p.stdout, p.stderr)
+        assert needle in p.stderr
+        assert "Traceback" not in p.stderr
+
+
+def test_broken_flow_refused_before_running(write_flow):
+    path = write_flow(FIVE.replace("self.next(self.end)", "self.next(self.ending)"))
+    p = run_py(path, "run")
+    assert p.returncode == 1
+    assert "step 's4' calls self.next(self.ending) but the flow has no step 'ending'" in p.stderr
+    assert "Traceback" not in p.stderr
+    p = run_py(path, "check")
+    assert p.returncode == 1
+
+
+def test_show_check_and_logs(write_flow):
+    path = write_flow(FIVE.replace("self.a = self.n", "self.a = self.n\n        print('hello from start')"))
+    p = run_py(path, "check")
+    assert p.returncode == 0 and "valid: 5 steps, 1 parameters" in p.stdout
+    assert "Step s2  => s3" in run_py(path, "show").stdout
+    p = run_py(path, "run")
+    assert "hello from start" in p.stdout and "/start/1] hello from start" in p.stdout
+    run_id = Flow("Five").latest_run.id
+    p = run_py(path, "logs", f"{run_id}/start")
+    assert p.returncode == 0 and "hello from start" in p.stdout
+    quiet = run_py(path, "run", "--quiet")
+    assert quiet.returncode == 0 and quiet.stdout == ""
+
+
+def test_reelflow_run_command_and_runs_cli(write_flow):
+    path = write_flow(FIVE)
+    exe = [sys.executable, "-m", "reelflow.cli"]
+    p = subprocess.run([*exe, "run", str(path), "--n", "2", "--tag", "exp1"], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    r = Flow("Five").latest_run
+    assert r.data.total == 5 and "exp1" in r.tags
+    p = subprocess.run([*exe, "runs", "list"], capture_output=True, text=True)
+    assert f"Five/{r.id}" in p.stdout and "succeeded" in p.stdout
+    p = subprocess.run([*exe, "runs", "show", f"Five/{r.id}"], capture_output=True, text=True)
+    assert p.returncode == 0 and "Step s4: 1/1 tasks succeeded" in p.stdout and "total" in p.stdout
+    p = subprocess.run([*exe, "runs", "show", "Five/999"], capture_output=True, text=True)
+    assert p.returncode == 1 and "does not exist" in p.stderr and "Traceback" not in p.stderr
+    p = subprocess.run([*exe, "run", "missing.py"], capture_output=True, text=True)
+    assert p.returncode == 1 and "does not exist" in p.stderr
+
+
+SLOW = """
+import time
+from reelflow import FlowSpec, step
+
+class Slow(FlowSpec):
+    @step
+    def start(self):
+        self.xs = list(range(6))
+        self.next(self.work, foreach="xs")
+
+    @step
+    def work(self):
+        time.sleep(0.3)
+        self.y = self.input * 2
+        self.next(self.join)
+
+    @step
+    def join(self, inputs):
+        self.ys = [i.y for i in inputs]
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+if __name__ == "__main__":
+    Slow()
+"""
+
+
+@pytest.mark.parametrize("delay", [0.25, 0.7])
+def test_sigkill_leaves_a_readable_store_that_resume_finishes(write_flow, delay):
+    path = write_flow(SLOW)
+    proc = subprocess.Popen([sys.executable, str(path), "run", "--max-workers", "2"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=path.parent)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    time.sleep(0.5)  # workers die with their parent (PDEATHSIG)
+    namespace(None)
+    runs = Flow("Slow").runs() if _has_flow("Slow") else []
+    if runs:
+        r = runs[0]
+        assert not r.finished
+        for s in r.steps():
+            for t in s.tasks():
+                assert t.successful
+                assert dict(t.artifacts)  # every recorded task has its artifacts
+        p = run_py(path, "resume")
+    else:  # killed before the run row was written
+        p = run_py(path, "run")
+    assert p.returncode == 0, p.stderr
+    assert Flow("Slow").latest_run.data.ys == [0, 2, 4, 6, 8, 10]
+
+
+def _has_flow(name):
+    from reelflow.store import get_store
+
+    return name in get_store().metadata.list_flows()
+
+
+def test_concurrent_runs_lose_nothing(write_flow):
+    path = write_flow(SLOW.replace("time.sleep(0.3)", "time.sleep(0.01)").replace("range(6)", "range(20)"))
+    procs = [subprocess.Popen([sys.executable, str(path), "run", "--quiet"], cwd=path.parent) for _ in range(3)]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
+    runs = Flow("Slow").runs()
+    assert len(runs) == 3 and len({r.id for r in runs}) == 3
+    for r in runs:
+        assert r.successful
+        assert len(r["work"].tasks()) == 20
+        assert r.data is not None and r["join"].task.data.ys == [2 * i for i in range(20)]
+
+
+def test_corrupt_blob_detected_on_read(write_flow, reelflow_home):
+    path = write_flow(FIVE)
+    assert run_py(path, "run").returncode == 0
+    r = Flow("Five").latest_run
+    art = r["end"].task["total"]
+    blob = reelflow_home / "blobs" / art.sha[:2] / art.sha
+    data = bytearray(blob.read_bytes())
+    data[-1] ^= 0xFF
+    blob.write_bytes(bytes(data))
+    fresh = Run(r.pathspec)
+    with pytest.raises(CorruptArtifactError, match=f"artifact 'total' of Five/{r.id}/end/.*hash check"):
+        fresh.data.total
+
+
+def test_runner_runs_and_resumes(write_flow, tmp_path):
+    from reelflow import Runner
+
+    path = write_flow(FIVE)
+    marker = tmp_path / "fail"
+    marker.touch()
+    runner = Runner(path, show_output=False, env={"FAIL_MARKER": str(marker)})
+    res = runner.run(n=10, quiet=True)
+    assert res.status == "failed" and res.run is not None and not res.run.successful
+    assert "s4 is broken" in res.stderr
+    marker.unlink()
+    with runner.resume() as res2:
+        assert res2.status == "successful"
+        assert res2.run.data.total == 13
+        assert res2.run.origin_run_id == res.run.id
