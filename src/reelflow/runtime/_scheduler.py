@@ -205,7 +205,7 @@ class LocalRuntime:
         self.running: dict[int, Worker] = {}
         self.buckets: dict[tuple[str, int], dict[int, tuple[TaskSpec, dict[str, ArtifactRef]]]] = {}
         self.visits: dict[tuple[str, str], int] = {}
-        self.clone_records: list[tuple[TaskRecord, dict[str, ArtifactRef]]] = []
+        self.records: list[tuple[TaskRecord, dict[str, ArtifactRef]]] = []
         self.failure: str | None = None
         self.selector = selectors.DefaultSelector()
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
@@ -216,12 +216,12 @@ class LocalRuntime:
             self._loop()
         except KeyboardInterrupt:
             self._abort("interrupted (Ctrl-C)")
-            self._flush_clones()
+            self._flush_records()
             self.store.metadata.finish_run(run_id, "failed")
             raise
         finally:
             self.selector.close()
-        self._flush_clones()
+        self._flush_records()
         status = "failed" if self.failure else "succeeded"
         self.store.metadata.finish_run(run_id, status)
         if self.failure:
@@ -255,7 +255,7 @@ class LocalRuntime:
                         os.set_blocking(fd, False)
                         self.selector.register(fd, selectors.EVENT_READ, w)
                     self.running[w.pid] = w
-            self._flush_clones()
+            self._flush_records()
             if self.running:
                 self._poll()
             elif self.ready and not any(p.clone for p in self.ready):
@@ -281,7 +281,9 @@ class LocalRuntime:
                     "raise the limit or make the step faster"
                 )
                 _kill(pid)
-            done, status = os.waitpid(pid, os.WNOHANG)
+            # Once its pipes are closed the worker is exiting: wait for it rather
+            # than poll an empty selector.
+            done, status = os.waitpid(pid, 0 if not w.fds else os.WNOHANG)
             if done:
                 w.exit_status = status
                 for fd in list(w.fds):
@@ -375,7 +377,8 @@ class LocalRuntime:
             resources=decos["resources"].to_json() if "resources" in decos else None,
             result=result.transition,
         )
-        self.store.metadata.record_task(self.run_id, rec, result.artifacts if result.status == "succeeded" else {})
+        # Written after the next tasks are launched (see _loop), in one transaction.
+        self.records.append((rec, result.artifacts if result.status == "succeeded" else {}))
         if result.status == "succeeded":
             if not self.quiet:
                 self._say(f"[{self.run_id}/{spec.step_name}/{spec.task_id}] done in {rec.finished_at - started_at:.2f}s")
@@ -428,13 +431,14 @@ class LocalRuntime:
             resources=origin_row["resources"],
             result=origin_row["result"],
         )
-        self.clone_records.append((rec, refs))
+        self.records.append((rec, refs))
         self._advance(p.spec, p.frames, refs, origin_row["result"] or {})
 
-    def _flush_clones(self) -> None:
-        if self.clone_records:
-            self.store.metadata.record_tasks(self.run_id, self.clone_records)
-            self.clone_records = []
+    def _flush_records(self) -> None:
+        """Write the task rows collected since the last flush (finished and cloned tasks)."""
+        if self.records:
+            self.store.metadata.record_tasks(self.run_id, self.records)
+            self.records = []
 
     def _advance(self, spec: TaskSpec, frames: list[dict[str, Any]], refs: dict[str, ArtifactRef], transition: dict[str, Any]) -> None:
         node = self.graph[spec.step_name]

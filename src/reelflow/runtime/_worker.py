@@ -10,6 +10,7 @@ reported as failed with its exit status.
 from __future__ import annotations
 
 import ctypes
+import gc
 import faulthandler
 import os
 import pickle
@@ -57,13 +58,21 @@ class Worker:
                 pass
 
 
-def _die_with_parent() -> None:
-    if sys.platform.startswith("linux"):
+_libc: Any = None
+
+
+def _load_libc() -> None:
+    global _libc
+    if _libc is None and sys.platform.startswith("linux"):
         try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        except Exception:
-            pass
+            _libc = ctypes.CDLL(None, use_errno=True)
+        except OSError:
+            _libc = False
+
+
+def _die_with_parent() -> None:
+    if _libc:
+        _libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: no orphans if the scheduler is killed
 
 
 def _write_result(path: Path, result: TaskResult) -> None:
@@ -117,6 +126,10 @@ def start_worker(
         err_r, err_w = os.pipe()
         sys.stdout.flush()
         sys.stderr.flush()
+        _load_libc()
+        # Objects that exist now are never collected by the parent's GC in the
+        # child, so they stay shared instead of being copied page by page.
+        gc.freeze()
         pid = os.fork()
         if pid == 0:  # child
             os.close(out_r)

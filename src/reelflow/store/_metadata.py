@@ -109,6 +109,16 @@ class MetadataStore:
 
     def _ensure_schema(self, engine: Engine) -> None:
         try:
+            with engine.connect() as conn:  # fast path: an up-to-date store needs no DDL
+                try:
+                    row = conn.execute(select(s.meta.c.value).where(s.meta.c.key == "schema_version")).first()
+                except Exception:
+                    row = None
+                    conn.rollback()
+                if row is not None and int(row[0]) == s.SCHEMA_VERSION:
+                    conn.rollback()
+                    return
+                conn.rollback()
             with engine.connect().execution_options(reelflow_write=True) as conn:
                 with conn.begin():
                     s.metadata.create_all(conn, checkfirst=True)

@@ -142,7 +142,8 @@ def decode(data: bytes | bytearray | memoryview, key: str, what: str = "artifact
             chunk = view[off : off + stored_len]
             off += stored_len
             if codec == ZSTD:
-                chunk = _decompressor().decompress(chunk, max_output_size=raw_len)
+                # bytearray: arrays rebuilt from it stay writeable, like raw parts
+                chunk = bytearray(_decompressor().decompress(chunk, max_output_size=raw_len))
             elif codec != RAW:
                 raise ValueError(f"unknown codec {codec}")
             if len(chunk) != raw_len:

@@ -1,0 +1,100 @@
+"""The store: encoding, content addressing, corruption, backends and schema versions."""
+
+import numpy as np
+import pytest
+
+from reelflow.config import load_config
+from reelflow.errors import CorruptArtifactError, NotFoundError, SchemaVersionError
+from reelflow.store import FsspecBlobStore, LocalBlobStore, MetadataStore, Store, TaskRecord
+from reelflow.store._serialize import decode, encode
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [1, "text", None, {"a": [1, 2, (3, 4)]}, b"\x00" * 10_000, np.arange(10), np.zeros((300, 300)),
+     np.random.default_rng(0).random(50_000), [np.ones(3), np.ones(5, dtype=np.int8)]],
+)
+def test_roundtrip(obj):
+    blob = encode(obj)
+    data = bytearray(b"".join(bytes(c) for c in blob.chunks))  # what blob stores return
+    back = decode(data, blob.key)
+    if isinstance(obj, np.ndarray):
+        np.testing.assert_array_equal(back, obj)
+        assert back.flags.writeable
+    elif isinstance(obj, list) and obj and isinstance(obj[0], np.ndarray):
+        assert all((a == b).all() for a, b in zip(back, obj))
+    else:
+        assert back == obj
+
+
+def test_compression_only_where_it_pays():
+    zeros = encode(np.zeros(1_000_000))
+    assert zeros.stored_size < 0.05 * zeros.raw_size
+    noise = encode(np.random.default_rng(0).random(1_000_000))
+    assert noise.stored_size <= 1.001 * noise.raw_size + 200
+
+
+def test_identical_values_share_a_key_and_different_values_do_not():
+    assert encode({"a": 1}).key == encode({"a": 1}).key
+    assert encode(np.arange(5)).key != encode(np.arange(6)).key
+    assert encode(b"ab").key != encode(b"ba").key
+
+
+def test_corruption_detected():
+    blob = encode(np.arange(1000))
+    data = bytearray(b"".join(bytes(c) for c in blob.chunks))
+    data[len(data) // 2] ^= 1
+    with pytest.raises(CorruptArtifactError, match="artifact 'x' .*hash check"):
+        decode(data, blob.key, "artifact 'x'")
+    with pytest.raises(CorruptArtifactError, match="corrupt"):
+        decode(bytes(data[:20]), blob.key)
+    with pytest.raises(CorruptArtifactError):
+        decode(b"garbage", blob.key)
+
+
+@pytest.mark.parametrize("backend", ["local", "fsspec"])
+def test_blob_store_put_get_dedupe(tmp_path, backend):
+    bs = LocalBlobStore(tmp_path / "b") if backend == "local" else FsspecBlobStore(f"memory://{tmp_path.name}")
+    assert bs.put("ab" + "0" * 30, [b"hello ", b"world"]) is True
+    assert bs.put("ab" + "0" * 30, [b"other"]) is False  # content-addressed: written once
+    assert bytes(bs.get("ab" + "0" * 30)) == b"hello world"
+    assert bs.exists("ab" + "0" * 30)
+    with pytest.raises(NotFoundError, match="missing"):
+        bs.get("cd" + "0" * 30)
+
+
+def test_local_blob_write_leaves_no_temp_files(tmp_path):
+    bs = LocalBlobStore(tmp_path)
+    bs.put("ef" + "1" * 30, [b"x" * 100])
+    assert [p.name for p in (tmp_path / "ef").iterdir()] == ["ef" + "1" * 30]
+
+
+def test_store_saves_once(tmp_path):
+    st = Store(load_config(tmp_path))
+    a = st.save(np.ones(1000))
+    b = st.save(np.ones(1000))
+    assert a.key == b.key
+    assert len(list((tmp_path / "blobs").rglob("*"))) == 2  # one folder, one file
+    np.testing.assert_array_equal(st.load(a.key), np.ones(1000))
+
+
+def test_metadata_roundtrip_and_schema_version(tmp_path):
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    md = MetadataStore(url)
+    rid = md.create_run("F", user="u", tags=["b", "a"], params={"x": {"repr": "1"}})
+    rec = TaskRecord(step_name="start", task_id=1, attempt=0, status="succeeded", task_key="start[]#0",
+                     started_at=1.0, finished_at=2.0)
+    from reelflow.store import ArtifactRef
+
+    row = md.record_task(rid, rec, {"x": ArtifactRef("k" * 32, 3, "int")})
+    assert md.artifacts_of([row])[row]["x"].size == 3
+    md.finish_run(rid, "succeeded")
+    run = md.get_run("F", rid)
+    assert run["status"] == "succeeded" and run["tags"] == ["a", "b"]
+    with pytest.raises(NotFoundError, match="does not exist"):
+        md.get_run("F", "999")
+    with md._write() as conn:
+        conn.exec_driver_sql("UPDATE meta SET value='999' WHERE key='schema_version'")
+    md.close()
+    with pytest.raises(SchemaVersionError, match="newer than this reelflow"):
+        MetadataStore(url).engine
