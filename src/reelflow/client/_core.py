@@ -71,12 +71,6 @@ class Flow:
         if name not in self._store.metadata.list_flows():
             raise NotFoundError(f"flow {name!r} has no runs in the store {self._store.config.home}")
 
-    @classmethod
-    def list(cls) -> list[Flow]:
-        """Every flow that has runs in the store."""
-        st = get_store()
-        return [cls(n, _store=st) for n in st.metadata.list_flows()]
-
     def runs(self, *tags: str) -> list[Run]:
         """Runs in the current namespace carrying all ``tags``, newest first."""
         ns = get_namespace()

@@ -165,7 +165,7 @@ class FlowGraph:
         unknown = set(kw) - {"foreach", "condition", "num_parallel"}
         if unknown:
             raise FlowDefinitionError(
-                f"step {node.name!r}: self.next() has no argument {sorted(unknown)[0]!r}; use foreach= or condition="
+                f"step {node.name!r}: self.next() has no argument {sorted(map(str, unknown))[0]!r}; use foreach= or condition="
             )
 
         def literal(key: str) -> str:

@@ -109,11 +109,11 @@ class Runner:
         argv += ["--run-id-file", id_file]
         try:
             if self.show_output:
-                proc = subprocess.run(argv, env=env, cwd=self.cwd)
+                returncode = subprocess.run(argv, env=env, cwd=self.cwd).returncode
                 out, err = "", ""
             else:
                 proc = subprocess.run(argv, env=env, cwd=self.cwd, capture_output=True, text=True)
-                out, err = proc.stdout, proc.stderr
+                returncode, out, err = proc.returncode, proc.stdout, proc.stderr
             run_id = Path(id_file).read_text().strip()
         finally:
             os.unlink(id_file)
@@ -121,7 +121,7 @@ class Runner:
         if run_id:
             flow_name = store.metadata.get_run_flow(run_id)
             run = Run._from_row(store.metadata.get_run(flow_name, run_id), store)
-        return ExecutingRun(run, proc.returncode, out, err)
+        return ExecutingRun(run, returncode, out, err)
 
 
 def _cli_value(v: Any) -> str:

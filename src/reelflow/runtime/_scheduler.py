@@ -226,7 +226,10 @@ class LocalRuntime:
         self.store.metadata.finish_run(run_id, status)
         if self.failure:
             raise RunFailedError(self.failure)
-        self._say(f"Run {self.flow_name}/{run_id} succeeded in {time.time() - started:.2f}s")
+        self._say(
+            f"Run {self.flow_name}/{run_id} succeeded in {time.time() - started:.2f}s; stored in "
+            f"{self.store.config.home} (look at it: reelflow runs show {self.flow_name}/{run_id})"
+        )
         return run_id
 
     def _loop(self) -> None:
@@ -353,7 +356,7 @@ class LocalRuntime:
     # -- completion -------------------------------------------------------------------
     def _finish(self, p: _Pending, result: TaskResult, started_at: float, logs: Mapping[str, bytearray] | None) -> None:
         spec = p.spec
-        log_keys = {"stdout": None, "stderr": None}
+        log_keys: dict[str, str | None] = {"stdout": None, "stderr": None}
         if logs:
             for stream, data in logs.items():
                 if data:

@@ -292,7 +292,7 @@ class MetadataStore:
         return out
 
 
-def _run_dict(row: Mapping[str, Any]) -> dict[str, Any]:
+def _run_dict(row: Any) -> dict[str, Any]:
     d = dict(row)
     d["run_id"] = str(d.pop("id"))
     for k in ("tags", "system_tags"):
@@ -302,7 +302,7 @@ def _run_dict(row: Mapping[str, Any]) -> dict[str, Any]:
     return d
 
 
-def _task_dict(row: Mapping[str, Any]) -> dict[str, Any]:
+def _task_dict(row: Any) -> dict[str, Any]:
     d = dict(row)
     d["foreach_stack"] = json.loads(d["foreach_stack"] or "[]")
     d["input_paths"] = json.loads(d["input_paths"] or "[]")

@@ -72,7 +72,7 @@ class EncodedBlob:
         return sum(len(c) for c in self.chunks)
 
 
-def content_key(parts: Sequence[bytes | memoryview]) -> str:
+def content_key(parts: Sequence[bytes | bytearray | memoryview]) -> str:
     """xxh3-128 over the parts and their lengths (lengths keep part boundaries unambiguous)."""
     h = xxhash.xxh3_128()
     for p in parts:
@@ -137,9 +137,9 @@ def decode(data: bytes | bytearray | memoryview, key: str, what: str = "artifact
         for _ in range(n):
             specs.append(_PART.unpack_from(view, off))
             off += _PART.size
-        parts: list[bytes | memoryview] = []
+        parts: list[bytes | bytearray | memoryview] = []
         for codec, raw_len, stored_len in specs:
-            chunk = view[off : off + stored_len]
+            chunk: bytearray | memoryview = view[off : off + stored_len]
             off += stored_len
             if codec == ZSTD:
                 # bytearray: arrays rebuilt from it stay writeable, like raw parts
