@@ -2,7 +2,8 @@
 
     reelflow run path/to/flow.py [--param value ...]   same as python flow.py run
     reelflow resume path/to/flow.py [STEP] [...]       same as python flow.py resume
-    reelflow runs list [FLOW] [--all]                  newest first
+    reelflow demo                                      the recommender demo (main job)
+    reelflow runs list [FLOW]                          newest first
     reelflow runs show FLOW/RUN_ID                     steps, status, durations, artifacts
 """
 
@@ -95,6 +96,22 @@ for _name, _help in (("run", "Run a flow file (same options as `python flow.py r
             params=[click.Argument(["flow_file"]), click.Argument(["args"], nargs=-1, type=click.UNPROCESSED)],
         )
     )
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@_guard
+def demo(args: Sequence[str]) -> None:
+    """Train, tune and compare recommenders on the bundled MovieLens data (the main job).
+
+    Options are those of the flow's run command: reelflow demo --help-flow lists them.
+    """
+    from .recs.demo_flow import RecsDemoFlow
+    from .runtime._cli import run_cli
+
+    if "--help-flow" in args:
+        args = ("--help",)
+    run_cli(RecsDemoFlow, ["run", *args])
 
 
 @main.group()

@@ -1,0 +1,246 @@
+"""``RecommenderBase``: the one interface every recommender implements.
+
+A model implements ``_fit(X)`` (X: users × items CSR, float32) and
+``_score(user_index)`` (dense scores for a batch of known users); the base class
+does the rest the same way for every model: external ids in and out, seen-item
+exclusion, candidate restriction, batched top-n, the popularity fallback for
+unknown users, item-item similarity and save/load.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Hashable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..estimator import BaseEstimator, check_is_fitted
+from ._interactions import Interactions
+
+__all__ = ["RecommenderBase", "top_n"]
+
+R = TypeVar("R", bound="RecommenderBase")
+_MAGIC = b"RFMODEL1"
+
+
+def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and values of the ``n`` largest scores of each row, best first."""
+    n = min(n, scores.shape[1])
+    if n < scores.shape[1]:
+        part = np.argpartition(-scores, n - 1, axis=1)[:, :n]
+    else:
+        part = np.broadcast_to(np.arange(scores.shape[1]), scores.shape).copy()
+    vals = np.take_along_axis(scores, part, axis=1)
+    order = np.argsort(-vals, axis=1, kind="stable")
+    return np.take_along_axis(part, order, axis=1), np.take_along_axis(vals, order, axis=1)
+
+
+class RecommenderBase(BaseEstimator):
+    """Base class of recommenders (fit / recommend / similar_items / save / load).
+
+    Unknown users (not in the training data, or with no training interactions)
+    get the **popularity fallback**: items ranked by how many training users
+    interacted with them, minus what they have seen (nothing, for unknown users).
+    """
+
+    # -- to implement ------------------------------------------------------------
+    def _fit(self, X: sp.csr_matrix) -> None:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def _score(self, users: np.ndarray) -> np.ndarray:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def _item_vectors(self) -> np.ndarray | sp.spmatrix:
+        """Item representations for similar_items (rows = items); default: who watched them."""
+        return self.user_items_.T.tocsr()
+
+    # -- fitting -------------------------------------------------------------------
+    def fit(self: R, train: Interactions) -> R:
+        """Learn from ``train``; returns self."""
+        if not isinstance(train, Interactions):
+            raise TypeError(f"fit() takes an Interactions object, got {type(train).__name__}; see Interactions.from_frame")
+        if len(train) == 0:
+            raise ValueError("fit() got no interactions; the training split is empty")
+        self._validate_params()
+        X = train.matrix.astype(np.float32)
+        self.user_ids_ = train.user_ids
+        self.item_ids_ = train.item_ids
+        self.user_items_ = X
+        self.item_popularity_ = np.bincount(train.items, minlength=train.n_items).astype(np.float32)
+        self.item_meta_ = train.item_meta
+        self._user_pos = {u: i for i, u in enumerate(train.user_ids.tolist())}
+        self._item_pos = {v: i for i, v in enumerate(train.item_ids.tolist())}
+        self._fit(X)
+        return self
+
+    def _validate_params(self) -> None:
+        """Check hyper-parameters; raise ValueError naming the bad one."""
+
+    def _check_positive(self, **values: Any) -> None:
+        for name, v in values.items():
+            if not isinstance(v, (int, float, np.integer, np.floating)) or isinstance(v, bool) or v <= 0:
+                raise ValueError(f"{type(self).__name__}({name}={v!r}): {name} must be a positive number")
+
+    @property
+    def n_items(self) -> int:
+        check_is_fitted(self, "item_ids_")
+        return len(self.item_ids_)
+
+    # -- recommending -------------------------------------------------------------
+    def _user_positions(self, user_ids: Any) -> np.ndarray:
+        ids = user_ids.tolist() if isinstance(user_ids, np.ndarray) else list(user_ids)
+        pos = self._user_pos
+        return np.fromiter((pos.get(u, -1) for u in ids), dtype=np.int64, count=len(ids))
+
+    def _item_positions(self, item_ids: Any, what: str) -> np.ndarray:
+        ids = item_ids.tolist() if isinstance(item_ids, np.ndarray) else list(item_ids)
+        pos = self._item_pos
+        out = np.fromiter((pos.get(i, -1) for i in ids), dtype=np.int64, count=len(ids))
+        if (out < 0).any():
+            bad = ids[int(np.flatnonzero(out < 0)[0])]
+            raise ValueError(f"{what}: item {bad!r} is not in the training catalogue")
+        return out
+
+    def _scores_for(self, upos: np.ndarray) -> np.ndarray:
+        """Dense float32 scores for user positions; -1 or users without history -> popularity."""
+        scores = np.empty((len(upos), len(self.item_ids_)), np.float32)
+        has_history = np.zeros(len(upos), bool)
+        known = upos >= 0
+        if known.any():
+            counts = np.diff(self.user_items_.indptr)[upos[known]]
+            has_history[known] = counts > 0
+        if has_history.any():
+            scores[has_history] = self._score(upos[has_history])
+        if (~has_history).any():
+            scores[~has_history] = self.item_popularity_
+        return scores
+
+    def recommend(
+        self,
+        user_ids: Sequence[Hashable] | np.ndarray | Hashable,
+        n: int = 10,
+        exclude_seen: bool = True,
+        items: Sequence[Hashable] | np.ndarray | None = None,
+        *,
+        batch_size: int = 2048,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``n`` items for each user.
+
+        Parameters
+        ----------
+        user_ids : external user ids (a single id is treated as a batch of one).
+        n : how many items per user; at most the catalogue (or ``len(items)``).
+        exclude_seen : leave out items the user interacted with in training.
+        items : restrict recommendations to these external item ids.
+
+        Returns
+        -------
+        (item_ids, scores) : arrays of shape (len(user_ids), n), best first. When a
+        user has fewer than ``n`` eligible items the tail has score ``-inf``.
+        Unknown users get the popularity fallback (see the class docstring).
+        """
+        check_is_fitted(self, "item_ids_")
+        if isinstance(user_ids, (str, bytes)) or not hasattr(user_ids, "__len__"):
+            user_ids = [user_ids]
+        n_cand = len(self.item_ids_) if items is None else len(items)  # type: ignore[arg-type]
+        if not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(f"n={n!r} must be a positive integer")
+        if n > n_cand:
+            raise ValueError(
+                f"n={n} is larger than the {'candidate list' if items is not None else 'catalogue'} "
+                f"({n_cand} items); ask for at most {n_cand}"
+            )
+        upos = self._user_positions(user_ids)
+        allowed = None
+        if items is not None:
+            allowed = np.zeros(len(self.item_ids_), bool)
+            allowed[self._item_positions(items, "recommend(items=...)")] = True
+        out_idx = np.empty((len(upos), n), np.int64)
+        out_val = np.empty((len(upos), n), np.float32)
+        X = self.user_items_
+        for lo in range(0, len(upos), batch_size):
+            b = upos[lo : lo + batch_size]
+            scores = self._scores_for(b)
+            if allowed is not None:
+                scores[:, ~allowed] = -np.inf
+            if exclude_seen:
+                known = np.flatnonzero(b >= 0)
+                if len(known):
+                    sub = X[b[known]]
+                    rows = np.repeat(known, np.diff(sub.indptr))
+                    scores[rows, sub.indices] = -np.inf
+            idx, val = top_n(scores, n)
+            out_idx[lo : lo + len(b)] = idx
+            out_val[lo : lo + len(b)] = val
+        return self.item_ids_[out_idx], out_val
+
+    def similar_items(
+        self, item_ids: Sequence[Hashable] | np.ndarray | Hashable, n: int = 10
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The ``n`` items most similar to each item (cosine), the item itself excluded."""
+        check_is_fitted(self, "item_ids_")
+        if isinstance(item_ids, (str, bytes)) or not hasattr(item_ids, "__len__"):
+            item_ids = [item_ids]
+        if n < 1 or n >= len(self.item_ids_):
+            raise ValueError(f"n={n} must be between 1 and {len(self.item_ids_) - 1}")
+        ipos = self._item_positions(item_ids, "similar_items")
+        V: Any = self._item_vectors()
+        if sp.issparse(V):
+            norms = np.sqrt(np.asarray(V.multiply(V).sum(axis=1)).ravel())
+            sims = np.asarray((V[ipos] @ V.T).todense(), dtype=np.float32)
+        else:
+            norms = np.linalg.norm(V, axis=1)
+            sims = (V[ipos] @ V.T).astype(np.float32)
+        norms[norms == 0] = 1.0
+        sims /= norms[ipos][:, None] * norms[None, :]
+        sims[np.arange(len(ipos)), ipos] = -np.inf
+        idx, val = top_n(sims, n)
+        return self.item_ids_[idx], val
+
+    # -- persistence ---------------------------------------------------------------
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the fitted model to ``path`` (hash-checked on load)."""
+        check_is_fitted(self, "item_ids_")
+        from ..store._serialize import encode
+
+        blob = encode(self)
+        name = f"{type(self).__module__}.{type(self).__qualname__}".encode()
+        header = _MAGIC + len(name).to_bytes(2, "little") + name + blob.key.encode()
+        tmp = Path(f"{path}.tmp-{os.getpid()}")
+        with open(tmp, "wb") as f:
+            f.write(header)
+            for c in blob.chunks:
+                f.write(c)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls: type[R], path: str | os.PathLike[str]) -> R:
+        """Read a model written by :meth:`save`; a foreign or corrupt file is a clear error."""
+        from ..store._serialize import decode
+
+        data = bytearray(Path(path).read_bytes())
+        if not data.startswith(_MAGIC):
+            raise ValueError(f"{path} is not a reelflow model file (written by something else, or damaged)")
+        n = int.from_bytes(data[8:10], "little")
+        name = data[10 : 10 + n].decode(errors="replace")
+        key = data[10 + n : 10 + n + 32].decode(errors="replace")
+        model = decode(memoryview(data)[10 + n + 32 :], key, what=f"model file {path}")
+        if not isinstance(model, cls):
+            raise ValueError(f"{path} holds a {name}, not a {cls.__name__}; load it with that class")
+        return model
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_user_pos", None)  # rebuilt on load: smaller files, faster saves
+        state.pop("_item_pos", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if "user_ids_" in state:
+            self._user_pos = {u: i for i, u in enumerate(self.user_ids_.tolist())}
+            self._item_pos = {v: i for i, v in enumerate(self.item_ids_.tolist())}
+

@@ -1,0 +1,51 @@
+"""EASE (Steck 2019): a closed-form linear item-item model."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.linalg import lapack
+
+from ._base import RecommenderBase
+
+__all__ = ["EASE"]
+
+
+class EASE(RecommenderBase):
+    """Embarrassingly Shallow Autoencoder.
+
+    ``B = I - P diag(1/diag(P))`` with ``P = (XᵀX + l2·I)⁻¹`` and ``diag(B) = 0``.
+    The inverse comes from a float32 Cholesky factorisation (LAPACK ``potrf`` +
+    ``potri``), about half the work of a general inverse. Memory: two
+    ``n_items²`` float32 matrices (e.g. 55 MB each at 3,706 items, 380 MB at 9,742).
+
+    Parameters
+    ----------
+    l2 : ridge regularisation (typical: 100–1000 for MovieLens-sized data).
+    """
+
+    def __init__(self, *, l2: float = 500.0) -> None:
+        self.l2 = l2
+
+    def _validate_params(self) -> None:
+        self._check_positive(l2=self.l2)
+
+    def _fit(self, X: sp.csr_matrix) -> None:
+        G = np.asarray((X.T @ X).todense(), dtype=np.float32)
+        G[np.diag_indices_from(G)] += np.float32(self.l2)
+        c, info = lapack.spotrf(G, lower=False, overwrite_a=True, clean=False)
+        if info != 0:
+            raise ValueError(f"EASE: the Gram matrix is not positive definite (LAPACK info={info}); raise l2")
+        P, info = lapack.spotri(c, lower=False, overwrite_c=True)
+        if info != 0:
+            raise ValueError(f"EASE: inverting the Gram matrix failed (LAPACK info={info}); raise l2")
+        P = np.triu(P) + np.triu(P, 1).T  # potri fills the upper triangle only
+        B = P / (-np.diag(P))
+        B[np.diag_indices_from(B)] = 0.0
+        self.weights_ = B.astype(np.float32, copy=False)
+
+    def _score(self, users: np.ndarray) -> np.ndarray:
+        return np.asarray(self.user_items_[users] @ self.weights_, dtype=np.float32)
+
+    def _item_vectors(self) -> np.ndarray:
+        return self.weights_.T

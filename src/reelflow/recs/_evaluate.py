@@ -1,0 +1,238 @@
+"""Honest offline evaluation: full ranking over the whole catalogue by default.
+
+``evaluate`` ranks every item for every test user (seen training items
+excluded), so metrics are not inflated by sampled negatives. Sampled evaluation
+(``sampled_negatives=99``, as in the NCF paper) exists only to compare with old
+papers: its negatives are returned so the numbers can be reproduced (Krichene &
+Rendle 2020 show sampled metrics can reorder models).
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..estimator import clone
+from ._base import RecommenderBase, top_n
+from ._interactions import Interactions
+
+__all__ = ["evaluate", "tune", "TuneResult", "METRICS", "metric_value"]
+
+METRICS = ("hr", "recall", "precision", "ndcg", "mrr", "map", "coverage", "novelty", "popularity")
+_DEFAULT = ("hr", "recall", "precision", "ndcg", "mrr", "map", "coverage", "novelty")
+
+
+def _ranking_metrics(hits: np.ndarray, n_rel: np.ndarray, k: int) -> dict[str, float]:
+    h = hits[:, :k].astype(np.float64)
+    nh = h.sum(axis=1)
+    disc = 1.0 / np.log2(np.arange(2, k + 2))
+    ideal = np.cumsum(disc)[np.minimum(n_rel, k) - 1]
+    first = np.where(h.any(axis=1), h.argmax(axis=1) + 1, 0)
+    prec_at = np.cumsum(h, axis=1) / np.arange(1, k + 1)
+    return {
+        "hr": float((nh > 0).mean()),
+        "recall": float((nh / n_rel).mean()),
+        "precision": float((nh / k).mean()),
+        "ndcg": float(((h * disc).sum(axis=1) / ideal).mean()),
+        "mrr": float(np.where(first > 0, 1.0 / np.maximum(first, 1), 0.0).mean()),
+        "map": float(((prec_at * h).sum(axis=1) / np.minimum(n_rel, k)).mean()),
+    }
+
+
+def evaluate(
+    model: RecommenderBase,
+    train: Interactions,
+    test: Interactions,
+    k: int | Sequence[int] = (10, 20),
+    metrics: Sequence[str] = _DEFAULT,
+    *,
+    cold_users: str = "fallback",
+    sampled_negatives: int | None = None,
+    negatives: np.ndarray | None = None,
+    seed: int = 0,
+    batch_size: int = 2048,
+) -> pd.DataFrame:
+    """Evaluate a fitted model on ``test`` and return a tidy table.
+
+    Parameters
+    ----------
+    model : fitted on ``train`` (same id maps as ``test``).
+    k : cut-offs.
+    metrics : any of ``hr, recall, precision, ndcg, mrr, map`` (per-user averages),
+        ``coverage`` (share of the catalogue recommended to someone), ``novelty``
+        (mean self-information -log2 p(item) of recommended items) and ``popularity``
+        (their mean training popularity: popularity bias).
+    cold_users : test users with no training history are ranked by the model's
+        popularity fallback (``"fallback"``, the default: what production would
+        serve them) or left out (``"skip"``).
+    sampled_negatives : rank each test item against this many random unseen
+        items instead of the whole catalogue (legacy protocol); the negatives used
+        are in ``report.attrs["negatives"]`` and can be passed back as ``negatives``.
+
+    Returns
+    -------
+    DataFrame with columns ``metric, k, value`` (attrs: ``n_users``, ``n_cold_users``).
+    """
+    ks = sorted({k} if isinstance(k, (int, np.integer)) else set(k))
+    if not ks or ks[0] < 1:
+        raise ValueError(f"k={k!r}: cut-offs must be positive integers")
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown:
+        raise ValueError(f"unknown metric {unknown[0]!r}; choose from {', '.join(METRICS)}")
+    if cold_users not in ("fallback", "skip"):
+        raise ValueError("cold_users must be 'fallback' or 'skip'")
+    if len(test) == 0:
+        raise ValueError("the test split is empty; nothing to evaluate")
+    if test.n_items != train.n_items or not np.array_equal(test.item_ids, train.item_ids):
+        raise ValueError("train and test must come from one split of the same Interactions (same item ids)")
+    if ks[-1] > train.n_items:
+        raise ValueError(f"k={ks[-1]} is larger than the catalogue ({train.n_items} items)")
+    T = test.matrix.tocsr()
+    T.data[:] = 1.0
+    n_rel_all = np.diff(T.indptr)
+    users = np.flatnonzero(n_rel_all > 0)
+    train_counts = np.bincount(train.users, minlength=train.n_users)
+    cold = train_counts[users] == 0
+    if cold_users == "skip":
+        users = users[~cold]
+    if len(users) == 0:
+        raise ValueError("no test user has training history; use cold_users='fallback' to evaluate them")
+    user_ids = test.user_ids[users]
+    if sampled_negatives is not None or negatives is not None:
+        return _sampled(model, train, test, users, ks, metrics, sampled_negatives, negatives, seed)
+    kmax = ks[-1]
+    rec_items, _ = model.recommend(user_ids, n=kmax, exclude_seen=True, batch_size=batch_size)
+    rec_idx = model._item_positions(rec_items.ravel(), "evaluate").reshape(rec_items.shape)
+    hits = np.asarray(T[np.repeat(users, kmax), rec_idx.ravel()]).reshape(len(users), kmax) > 0
+    n_rel = n_rel_all[users]
+    pop = train.matrix.getnnz(axis=0).astype(np.float64)
+    rows: list[dict[str, Any]] = []
+    for kk in ks:
+        values = _ranking_metrics(hits, n_rel, kk)
+        top = rec_idx[:, :kk]
+        values["coverage"] = float(len(np.unique(top)) / train.n_items)
+        p = np.maximum(pop[top], 1.0) / max(train.n_users, 1)
+        values["novelty"] = float((-np.log2(p)).mean())
+        values["popularity"] = float(pop[top].mean())
+        rows.extend({"metric": m, "k": kk, "value": values[m]} for m in metrics)
+    report = pd.DataFrame(rows)
+    report.attrs.update(n_users=int(len(users)), n_cold_users=int(cold.sum()))
+    return report
+
+
+def _sampled(
+    model: RecommenderBase,
+    train: Interactions,
+    test: Interactions,
+    users: np.ndarray,
+    ks: list[int],
+    metrics: Sequence[str],
+    n_neg: int | None,
+    negatives: np.ndarray | None,
+    seed: int,
+) -> pd.DataFrame:
+    # One test item per user (their first in the test split) against sampled unseen items.
+    T = test.matrix.tocsr()
+    pos = np.array([T.indices[T.indptr[u]] for u in users])
+    seen = (train.matrix + T).tocsr()
+    if negatives is None:
+        assert n_neg is not None
+        rng = np.random.default_rng(seed)
+        negatives = np.empty((len(users), n_neg), np.int64)
+        for r, u in enumerate(users):
+            banned = set(seen.indices[seen.indptr[u] : seen.indptr[u + 1]].tolist())
+            got: list[int] = []
+            while len(got) < n_neg:
+                cand = rng.integers(0, train.n_items, size=2 * n_neg)
+                got.extend(c for c in cand.tolist() if c not in banned and c not in got)
+            negatives[r] = got[:n_neg]
+    if negatives.shape[0] != len(users):
+        raise ValueError("negatives= has a row count different from the evaluated users; reuse it with the same split")
+    cand = np.concatenate([pos[:, None], negatives], axis=1)
+    scores = model._scores_for(model._user_positions(test.user_ids[users]))
+    cand_scores = np.take_along_axis(scores, cand, axis=1)
+    order, _ = top_n(cand_scores, cand.shape[1])
+    hits = order == 0
+    rows: list[dict[str, Any]] = []
+    for kk in ks:
+        values = _ranking_metrics(hits, np.ones(len(users), np.int64), kk)
+        rows.extend({"metric": m, "k": kk, "value": values[m]} for m in metrics if m in values)
+    report = pd.DataFrame(rows)
+    report.attrs.update(n_users=int(len(users)), negatives=negatives, protocol=f"sampled-{negatives.shape[1]}")
+    return report
+
+
+def metric_value(report: pd.DataFrame, metric: str) -> float:
+    """``report`` value for ``"ndcg@10"``-style names."""
+    name, _, k = metric.partition("@")
+    sel = report[(report.metric == name) & (report.k == int(k or report.k.max()))]
+    if sel.empty:
+        raise ValueError(f"metric {metric!r} is not in the report (it has {sorted(set(report.metric))})")
+    return float(sel.value.iloc[0])
+
+
+@dataclass
+class TuneResult:
+    """Outcome of :func:`tune`: the winner (fitted on ``train``) and every trial."""
+
+    best_params: dict[str, Any]
+    best_score: float
+    best_model: RecommenderBase
+    results: pd.DataFrame
+
+
+def _candidates(grid: Mapping[str, Sequence[Any]] | Iterable[Mapping[str, Any]], n_iter: int | None, seed: int) -> list[dict[str, Any]]:
+    combos: list[dict[str, Any]]
+    if isinstance(grid, Mapping):
+        keys = list(grid)
+        combos = [dict(zip(keys, vals)) for vals in itertools.product(*(grid[k] for k in keys))]
+    else:
+        combos = [dict(c) for c in grid]
+    if n_iter is not None and n_iter < len(combos):
+        rng = np.random.default_rng(seed)
+        combos = [combos[i] for i in sorted(rng.choice(len(combos), n_iter, replace=False))]
+    return combos or [{}]
+
+
+def tune(
+    model: RecommenderBase | type[RecommenderBase],
+    grid: Mapping[str, Sequence[Any]] | Iterable[Mapping[str, Any]],
+    train: Interactions,
+    valid: Interactions,
+    metric: str = "ndcg@10",
+    *,
+    n_iter: int | None = None,
+    seed: int = 0,
+) -> TuneResult:
+    """Pick hyper-parameters on the **validation** split only.
+
+    ``grid`` is a dict of value lists (every combination, or ``n_iter`` random
+    ones) or a list of parameter dicts. The test split never enters: pass the
+    training part and a validation part carved from it (e.g. ``temporal_split(...,
+    valid_fraction=0.1)``), then refit the winner on the whole training side.
+    """
+    base = model() if isinstance(model, type) else model
+    name, _, _ = metric.partition("@")
+    if name not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; use e.g. 'ndcg@10'")
+    kk = int(metric.partition("@")[2] or 10)
+    rows = []
+    best: tuple[float, dict[str, Any], RecommenderBase] | None = None
+    for params in _candidates(grid, n_iter, seed):
+        m = clone(base).set_params(**params)
+        t0 = time.perf_counter()
+        m.fit(train)
+        fit_s = time.perf_counter() - t0
+        score = metric_value(evaluate(m, train, valid, k=kk, metrics=(name,)), f"{name}@{kk}")
+        rows.append({**params, metric: score, "fit_seconds": fit_s})
+        if best is None or score > best[0]:
+            best = (score, params, m)
+    assert best is not None
+    return TuneResult(best_params=best[1], best_score=best[0], best_model=best[2], results=pd.DataFrame(rows))
+

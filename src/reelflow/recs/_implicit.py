@@ -1,0 +1,123 @@
+"""ALS and BPR through the ``implicit`` library (CPU), with BLAS held to one thread."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from ._base import RecommenderBase
+
+__all__ = ["ALS", "BPR"]
+
+
+def _fit_implicit(make: Callable[[], Any], X: sp.csr_matrix) -> Any:
+    from threadpoolctl import threadpool_limits
+
+    # implicit parallelises itself; a multi-threaded BLAS underneath oversubscribes
+    # the cores and can be 10x slower (implicit issues #169, #440).
+    with threadpool_limits(limits=1, user_api="blas"):
+        model = make()
+        model.fit(X, show_progress=False)
+    return model
+
+
+class _FactorModel(RecommenderBase):
+    def _store_factors(self, model: Any) -> None:
+        self.user_factors_ = np.ascontiguousarray(model.user_factors, dtype=np.float32)
+        self.item_factors_ = np.ascontiguousarray(model.item_factors, dtype=np.float32)
+
+    def _score(self, users: np.ndarray) -> np.ndarray:
+        return self.user_factors_[users] @ self.item_factors_.T
+
+    def _item_vectors(self) -> np.ndarray:
+        return self.item_factors_
+
+
+class ALS(_FactorModel):
+    """Implicit-feedback matrix factorisation (Hu, Koren & Volinsky 2008) by alternating least squares.
+
+    Hyper-parameters mean what they mean in ``implicit.als.AlternatingLeastSquares``:
+    confidence ``1 + alpha * weight``, L2 ``regularization``, ``factors`` latent
+    dimensions, ``iterations`` sweeps; ``random_state`` seeds the initialisation.
+    """
+
+    def __init__(
+        self,
+        *,
+        factors: int = 64,
+        iterations: int = 15,
+        regularization: float = 0.01,
+        alpha: float = 1.0,
+        random_state: int | None = 0,
+        num_threads: int = 0,
+    ) -> None:
+        self.factors = factors
+        self.iterations = iterations
+        self.regularization = regularization
+        self.alpha = alpha
+        self.random_state = random_state
+        self.num_threads = num_threads
+
+    def _validate_params(self) -> None:
+        self._check_positive(factors=self.factors, iterations=self.iterations, alpha=self.alpha)
+        if self.regularization < 0:
+            raise ValueError(f"ALS(regularization={self.regularization!r}) must be >= 0")
+
+    def _fit(self, X: sp.csr_matrix) -> None:
+        from implicit.cpu.als import AlternatingLeastSquares
+
+        def make() -> Any:
+            return AlternatingLeastSquares(
+                factors=self.factors,
+                regularization=self.regularization,
+                alpha=self.alpha,
+                iterations=self.iterations,
+                random_state=self.random_state,
+                num_threads=self.num_threads,
+            )
+
+        self._store_factors(_fit_implicit(make, X))
+
+
+class BPR(_FactorModel):
+    """Bayesian Personalised Ranking (Rendle et al. 2009) by SGD, through ``implicit``."""
+
+    def __init__(
+        self,
+        *,
+        factors: int = 64,
+        iterations: int = 100,
+        learning_rate: float = 0.01,
+        regularization: float = 0.01,
+        random_state: int | None = 0,
+        num_threads: int = 0,
+    ) -> None:
+        self.factors = factors
+        self.iterations = iterations
+        self.learning_rate = learning_rate
+        self.regularization = regularization
+        self.random_state = random_state
+        self.num_threads = num_threads
+
+    def _validate_params(self) -> None:
+        self._check_positive(factors=self.factors, iterations=self.iterations, learning_rate=self.learning_rate)
+        if self.regularization < 0:
+            raise ValueError(f"BPR(regularization={self.regularization!r}) must be >= 0")
+
+    def _fit(self, X: sp.csr_matrix) -> None:
+        from implicit.cpu.bpr import BayesianPersonalizedRanking
+
+        def make() -> Any:
+            return BayesianPersonalizedRanking(
+                factors=self.factors,
+                learning_rate=self.learning_rate,
+                regularization=self.regularization,
+                iterations=self.iterations,
+                random_state=self.random_state,
+                num_threads=self.num_threads,
+            )
+
+        self._store_factors(_fit_implicit(make, X))
