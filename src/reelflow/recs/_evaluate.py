@@ -145,13 +145,13 @@ def _sampled(
         assert n_neg is not None
         rng = np.random.default_rng(seed)
         negatives = np.empty((len(users), n_neg), np.int64)
+        all_items = np.arange(train.n_items)
         for r, u in enumerate(users):
-            banned = set(seen.indices[seen.indptr[u] : seen.indptr[u + 1]].tolist())
-            got: list[int] = []
-            while len(got) < n_neg:
-                cand = rng.integers(0, train.n_items, size=2 * n_neg)
-                got.extend(c for c in cand.tolist() if c not in banned and c not in got)
-            negatives[r] = got[:n_neg]
+            avail = np.setdiff1d(all_items, seen.indices[seen.indptr[u] : seen.indptr[u + 1]], assume_unique=True)
+            if len(avail) == 0:
+                raise ValueError(f"user {test.user_ids[u]!r} has seen every item; no negatives can be sampled")
+            # Without replacement when possible (a very active user may have fewer unseen items).
+            negatives[r] = rng.choice(avail, n_neg, replace=len(avail) < n_neg)
     if negatives.shape[0] != len(users):
         raise ValueError("negatives= has a row count different from the evaluated users; reuse it with the same split")
     cand = np.concatenate([pos[:, None], negatives], axis=1)

@@ -1,0 +1,30 @@
+"""The main job: `reelflow demo` end to end on the bundled data."""
+
+import subprocess
+import sys
+
+from reelflow import Flow
+
+
+def demo(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "reelflow.cli", "demo", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=300)
+
+
+def test_demo_trains_compares_and_picks_a_champion(tmp_path):
+    p = demo("--models", '["MostPopular", "EASE"]', cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "Champion (best on validation)" in p.stdout and "because you watched" in p.stdout
+    assert "reelflow runs show RecsDemoFlow/" in p.stdout
+    run = Flow("RecsDemoFlow").latest_run
+    table = run.data.comparison
+    assert sorted(table.model) == ["EASE", "MostPopular"]
+    assert run.data.champion_name == table.model[0]
+    assert table["test ndcg@10"].between(0, 1).all()
+    assert len(run["train_model"].tasks()) == 2
+
+
+def test_demo_rejects_unknown_model(tmp_path):
+    p = demo("--models", '["Nope"]', "--quiet", cwd=tmp_path)
+    assert p.returncode == 1
+    assert "unknown model 'Nope'" in p.stderr
