@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Hashable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -38,6 +39,10 @@ def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.take_along_axis(part, order, axis=1), np.take_along_axis(vals, order, axis=1)
 
 
+def _scoring_threads() -> int:
+    return max(1, min(8, os.cpu_count() or 1))
+
+
 class RecommenderBase(BaseEstimator):
     """Base class of recommenders (fit / recommend / similar_items / save / load).
 
@@ -45,6 +50,10 @@ class RecommenderBase(BaseEstimator):
     get the **popularity fallback**: items ranked by how many training users
     interacted with them, minus what they have seen (nothing, for unknown users).
     """
+
+    # Models whose _score is sparse x dense (single-threaded in scipy) score batches
+    # in threads; models scoring with BLAS leave threading to BLAS.
+    _threaded_scoring = False
 
     # -- to implement ------------------------------------------------------------
     def _fit(self, X: sp.csr_matrix) -> None:
@@ -125,7 +134,7 @@ class RecommenderBase(BaseEstimator):
         exclude_seen: bool = True,
         items: Sequence[Hashable] | np.ndarray | None = None,
         *,
-        batch_size: int = 2048,
+        batch_size: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``n`` items for each user.
 
@@ -161,8 +170,9 @@ class RecommenderBase(BaseEstimator):
         out_idx = np.empty((len(upos), n), np.int64)
         out_val = np.empty((len(upos), n), np.float32)
         X = self.user_items_
-        for lo in range(0, len(upos), batch_size):
-            b = upos[lo : lo + batch_size]
+
+        def work(lo: int) -> None:
+            b = upos[lo : lo + size]
             scores = self._scores_for(b)
             if allowed is not None:
                 scores[:, ~allowed] = -np.inf
@@ -172,9 +182,18 @@ class RecommenderBase(BaseEstimator):
                     sub = X[b[known]]
                     rows = np.repeat(known, np.diff(sub.indptr))
                     scores[rows, sub.indices] = -np.inf
-            idx, val = top_n(scores, n)
-            out_idx[lo : lo + len(b)] = idx
-            out_val[lo : lo + len(b)] = val
+            out_idx[lo : lo + len(b)], out_val[lo : lo + len(b)] = top_n(scores, n)
+
+        threads = _scoring_threads() if self._threaded_scoring else 1
+        size = batch_size or int(np.clip(-(-len(upos) // (2 * threads)), 256, 2048))
+        starts = range(0, len(upos), size)
+        if threads > 1 and len(starts) > 1:
+            # Sparse scoring and top-n release the GIL: batches run side by side.
+            with ThreadPoolExecutor(threads) as pool:
+                list(pool.map(work, starts))
+        else:
+            for lo in starts:
+                work(lo)
         return self.item_ids_[out_idx], out_val
 
     def similar_items(

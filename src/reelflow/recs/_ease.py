@@ -27,6 +27,8 @@ class EASE(RecommenderBase):
     def __init__(self, *, l2: float = 500.0) -> None:
         self.l2 = l2
 
+    _threaded_scoring = True
+
     def _validate_params(self) -> None:
         self._check_positive(l2=self.l2)
 

@@ -56,7 +56,7 @@ def evaluate(
     sampled_negatives: int | None = None,
     negatives: np.ndarray | None = None,
     seed: int = 0,
-    batch_size: int = 2048,
+    batch_size: int | None = None,
 ) -> pd.DataFrame:
     """Evaluate a fitted model on ``test`` and return a tidy table.
 

@@ -26,6 +26,8 @@ class ItemKNN(RecommenderBase):
         self.k = k
         self.shrink = shrink
 
+    _threaded_scoring = True
+
     def _validate_params(self) -> None:
         self._check_positive(k=self.k)
         if self.shrink < 0:
