@@ -1,0 +1,10 @@
+"""Content optimisation: artwork bandits, off-policy evaluation, A/B analysis.
+
+    from reelflow.content.bandits import LinUCB, ArtworkSimulator
+    from reelflow.content.ope import IPW, DR, RegressionModel
+    from reelflow.content.experiments import compare, cuped, srm_check, msprt
+"""
+
+from __future__ import annotations
+
+__all__ = ["bandits", "ope", "experiments"]
