@@ -165,3 +165,18 @@ def test_loader_rejects_other_files(tmp_path):
         load_open_bandit_dataset(tmp_path)
     with pytest.raises(FileNotFoundError):
         load_open_bandit_dataset(tmp_path / "nope")
+
+
+def test_regression_model_fast_linear_path_equals_predict_proba():
+    from sklearn.linear_model import LogisticRegression
+
+    class PlainLR(LogisticRegression):  # a subclass takes the generic predict_proba path
+        pass
+
+    rng = np.random.default_rng(0)
+    ctx, act, pos = rng.normal(size=(400, 3)), rng.integers(0, 4, 400), rng.integers(0, 2, 400)
+    rew = rng.binomial(1, 0.3, 400)
+    fast = RegressionModel(n_actions=4, len_list=2, base_model=LogisticRegression()).fit_predict(ctx, act, rew, pos, n_folds=2, random_state=0)
+    slow = RegressionModel(n_actions=4, len_list=2, base_model=PlainLR()).fit_predict(ctx, act, rew, pos, n_folds=2, random_state=0)
+    assert fast.shape == (400, 4, 2)
+    np.testing.assert_allclose(fast, slow, rtol=1e-10)

@@ -25,7 +25,7 @@ from ..estimator import BaseEstimator, check_is_fitted
 
 __all__ = ["BasePolicy", "EpsilonGreedy", "LinUCB", "LinTS", "BernoulliTS", "LoggedBandit"]
 
-_GH_X, _GH_W = np.polynomial.hermite_e.hermegauss(24)  # quadrature for P(argmax) of Gaussians
+_GH_X, _GH_W = np.polynomial.hermite_e.hermegauss(48)  # P(argmax) of Gaussians to ~1e-6
 _GH_W = _GH_W / _GH_W.sum()
 
 
@@ -266,36 +266,44 @@ class LinTS(BasePolicy):
         self.l2 = l2
         self.random_state = random_state
 
-    def _distribution(self, x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    def _win_probability(self, mean: np.ndarray, sd: np.ndarray, mask: np.ndarray, cand: np.ndarray) -> np.ndarray:
+        """P(action cand[i, j] has the best sample in row i), shape of ``cand``."""
+        mu = np.where(mask, mean, -1e300)
+        rows = np.arange(len(mu))[:, None]
+        mu_a, sd_a = mu[rows, cand], sd[rows, cand]
+        va = mu_a[:, :, None] + sd_a[:, :, None] * _GH_X  # (n, c, G): action a's value at each node
+        z = (va[:, :, None, :] - mu[:, None, :, None]) / sd[:, None, :, None]  # against every b: (n, c, K, G)
+        logcdf = np.where(mask[:, None, :, None], np.log(np.clip(ndtr(z), 1e-300, 1.0)), 0.0)
+        own = np.arange(mu.shape[1])[None, None, :] == cand[:, :, None]  # drop b == a
+        logcdf = np.where(own[..., None], 0.0, logcdf)
+        p = (np.exp(logcdf.sum(axis=2)) * _GH_W).sum(axis=2)
+        return np.where(mask[rows, cand], p, 0.0)
+
+    def _posterior(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self.v <= 0:
             raise ValueError(f"LinTS(v={self.v!r}) must be > 0")
         mean, var = self._mean_var(x)
-        sd = np.maximum(self.v * np.sqrt(var), 1e-12)
-        mu = np.where(mask, mean, -1e300)
-        # values of action a at each quadrature node: (n, K, G)
-        va = mu[:, :, None] + sd[:, :, None] * _GH_X[None, None, :]
-        # log P(b below v) for every b, then drop b = a by subtraction
-        z = (va[:, :, None, :] - mu[:, None, :, None]) / sd[:, None, :, None]
-        logcdf = np.log(np.clip(ndtr(z), 1e-300, 1.0))
-        logcdf = np.where(mask[:, None, :, None], logcdf, 0.0)
-        total = logcdf.sum(axis=2) - np.take_along_axis(
-            logcdf, np.arange(self.n_actions)[None, :, None, None], axis=2
-        )[:, :, 0, :]
-        p = (np.exp(total) * _GH_W).sum(axis=2)
-        p = np.where(mask, p, 0.0)
+        return mean, np.maximum(self.v * np.sqrt(var), 1e-12)
+
+    def _distribution(self, x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        mean, sd = self._posterior(x)
+        cand = np.broadcast_to(np.arange(self.n_actions), mean.shape)
+        p = self._win_probability(mean, sd, mask, cand)
         return p / p.sum(axis=1, keepdims=True)
 
     def select(self, contexts: Any, candidates: Any = None) -> tuple[np.ndarray, np.ndarray]:
-        """Play the argmax of one posterior sample per decision; propensity from quadrature."""
+        """Play the argmax of one posterior sample per decision; its propensity by quadrature
+        (computed for the chosen action only, which keeps batch decisions fast)."""
         self._check_n_actions()
         x = _as_contexts(contexts)
         self._ensure(x)
         mask = self._mask(len(x), candidates)
-        mean, var = self._mean_var(x)
-        draw = mean + self.v * np.sqrt(var) * self._rng().standard_normal(mean.shape)
+        mean, sd = self._posterior(x)
+        draw = mean + sd * self._rng().standard_normal(mean.shape)
         actions = np.where(mask, draw, -np.inf).argmax(axis=1)
-        dist = self._distribution(x, mask)
-        return actions, dist[np.arange(len(x)), actions]
+        p = self._win_probability(mean, sd, mask, actions[:, None])[:, 0]
+        # normalise as action_distribution does (quadrature sums to 1 up to ~1e-6)
+        return actions, np.clip(p, 1e-12, 1.0)
 
 
 class BernoulliTS(BasePolicy):
@@ -336,7 +344,12 @@ class BernoulliTS(BasePolicy):
     def _slate_distribution(self) -> np.ndarray:
         a, b = self._counts()
         draws = self._rng().beta(a, b, size=(self.n_sim, self.n_actions))
-        ranked = np.argsort(-draws, axis=1)[:, : self.len_list]
+        if self.len_list < self.n_actions:
+            top = np.argpartition(-draws, self.len_list - 1, axis=1)[:, : self.len_list]
+            order = np.argsort(-np.take_along_axis(draws, top, axis=1), axis=1)
+            ranked = np.take_along_axis(top, order, axis=1)
+        else:
+            ranked = np.argsort(-draws, axis=1)
         dist = np.zeros((self.n_actions, self.len_list))
         for pos in range(self.len_list):
             dist[:, pos] = np.bincount(ranked[:, pos], minlength=self.n_actions) / self.n_sim

@@ -31,7 +31,7 @@ class Impressions:
 
     members: np.ndarray  # (n,)
     titles: np.ndarray  # (n,)
-    contexts: np.ndarray  # (n, n_artworks, p): member features x artwork features
+    contexts: np.ndarray  # (n, n_artworks, p) float32: member features x artwork features
     member_features: np.ndarray  # (n, d): for disjoint policies
     play_prob: np.ndarray  # (n, n_artworks): ground truth
 
@@ -98,7 +98,7 @@ class ArtworkSimulator:
         titles = self._rng.integers(0, self.n_titles, n)
         mf = self.member_features[members]
         af = self.artwork_features[titles]
-        contexts = np.einsum("nd,nkp->nkdp", mf, af).reshape(n, self.n_artworks, -1)
+        contexts = np.einsum("nd,nkp->nkdp", mf, af).reshape(n, self.n_artworks, -1).astype(np.float32)
         return Impressions(members, titles, contexts, mf, self.play_probability(members, titles))
 
     def plays(self, impressions: Impressions, actions: np.ndarray) -> np.ndarray:

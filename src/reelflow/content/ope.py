@@ -355,12 +355,29 @@ class RegressionModel:
         return sk_clone(self.base_model) if self.base_model is not None else LogisticRegression(max_iter=1000)
 
     def _predict(self, model: Any, context: np.ndarray) -> np.ndarray:
-        n = len(context)
-        out = np.empty((n, self.n_actions, self.len_list))
-        for a in range(self.n_actions):
-            for p in range(self.len_list):
-                X = self._features(context, np.full(n, a), np.full(n, p))
-                out[:, a, p] = model.predict_proba(X)[:, 1] if hasattr(model, "predict_proba") else model.predict(X)
+        n, K, L = len(context), self.n_actions, self.len_list
+        ac = np.eye(K) if self.action_context is None else np.asarray(self.action_context, dtype=np.float64)
+        coef = getattr(model, "coef_", None)
+        classes = getattr(model, "classes_", None)
+        if type(model).__name__ == "LogisticRegression" and coef is not None and coef.shape[0] == 1 \
+                and classes is not None and len(classes) == 2:
+            # A linear model scores every (action, position) analytically: same numbers as
+            # predict_proba, without building n x K x L feature rows.
+            w = coef[0]
+            d = context.shape[1]
+            logit = (context @ w[:d])[:, None, None] + (ac @ w[d : d + ac.shape[1]])[None, :, None] \
+                + w[d + ac.shape[1] :][None, None, :] + model.intercept_[0]
+            return 1.0 / (1.0 + np.exp(-logit))
+        out = np.empty((n, K, L))
+        grid_a, grid_p = np.meshgrid(np.arange(K), np.arange(L), indexing="ij")
+        per_row = K * L
+        chunk = max(1, 200_000 // per_row)
+        for lo in range(0, n, chunk):
+            ctx = context[lo : lo + chunk]
+            m = len(ctx)
+            X = self._features(np.repeat(ctx, per_row, axis=0), np.tile(grid_a.ravel(), m), np.tile(grid_p.ravel(), m))
+            pred = model.predict_proba(X)[:, 1] if hasattr(model, "predict_proba") else model.predict(X)
+            out[lo : lo + m] = pred.reshape(m, K, L)
         return out
 
     def fit_predict(self, context: np.ndarray, action: np.ndarray, reward: np.ndarray,
@@ -416,13 +433,18 @@ class OffPolicyEvaluation:
         """OBP's summary: (estimates, bootstrap intervals) as two DataFrames indexed by estimator."""
         import pandas as pd
 
-        values = self.estimate_policy_values(action_dist, estimated_rewards_by_reg_model)
+        kw = self._kw(action_dist, estimated_rewards_by_reg_model)
+        values, intervals = {}, {}
+        for e in self.ope_estimators:  # one pass per estimator: the estimate and its bootstrap share rounds
+            rounds = e.estimate_round_rewards(**kw)
+            values[e.estimator_name] = float(rounds.mean())
+            intervals[e.estimator_name] = estimate_confidence_interval_by_bootstrap(
+                rounds, alpha, n_bootstrap_samples, random_state)
         on_policy = float(np.mean(self.bandit_feedback["reward"]))
         value_df = pd.DataFrame({"estimated_policy_value": values}).assign(
             relative_estimated_policy_value=lambda d: d.estimated_policy_value / on_policy
         )
-        ci = self.estimate_intervals(action_dist, estimated_rewards_by_reg_model, alpha, n_bootstrap_samples, random_state)
-        return value_df, pd.DataFrame(ci).T
+        return value_df, pd.DataFrame(intervals).T
 
 
 # -- data ---------------------------------------------------------------------------------------

@@ -1,0 +1,20 @@
+"""The content example flow runs end to end."""
+
+from pathlib import Path
+
+from helpers import run_py
+
+from reelflow import Flow
+
+FLOW = Path(__file__).resolve().parents[2] / "examples" / "content" / "artwork_flow.py"
+
+
+def test_artwork_flow_trains_evaluates_and_picks(tmp_path):
+    p = run_py(FLOW, "run", "--n-logged", "4000", "--policies", '["LinUCB", "EpsilonGreedy"]')
+    assert p.returncode == 0, p.stderr
+    assert "best by DR" in p.stdout
+    run = Flow("ArtworkFlow").latest_run
+    table = run.data.table
+    assert sorted(table.policy) == ["EpsilonGreedy", "LinUCB"]
+    assert ((table["DR"] - table["true value"]).abs() < 0.03).all()
+    assert run.data.random < table["true value"].min()
