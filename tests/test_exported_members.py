@@ -8,7 +8,7 @@ import reelflow
 EXPECTED = {
     "FlowSpec", "step", "Parameter", "JSONType", "IncludeFile", "current", "retry", "catch", "timeout",
     "resources", "environment", "Runner", "Flow", "Run", "Step", "Task", "namespace", "get_namespace",
-    "default_namespace", "ReelflowError", "__version__",
+    "default_namespace", "ReelflowError", "models", "__version__",
 }
 
 
@@ -21,10 +21,16 @@ def test_all_names_exported():
 def test_subpackages_export_what_they_declare():
     import reelflow.client
     import reelflow.flows
+    import reelflow.content.bandits
+    import reelflow.content.experiments
+    import reelflow.content.ope
+    import reelflow.recs
+    import reelflow.registry
     import reelflow.runtime
     import reelflow.store
 
-    for mod in (reelflow.flows, reelflow.client, reelflow.runtime, reelflow.store):
+    for mod in (reelflow.flows, reelflow.client, reelflow.runtime, reelflow.store, reelflow.recs, reelflow.registry,
+                reelflow.content.bandits, reelflow.content.ope, reelflow.content.experiments):
         for name in mod.__all__:
             assert hasattr(mod, name), f"{mod.__name__}.{name}"
 

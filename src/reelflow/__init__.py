@@ -36,6 +36,7 @@ __all__ = [
     "get_namespace",
     "default_namespace",
     "ReelflowError",
+    "models",
     "__version__",
 ]
 
@@ -78,10 +79,15 @@ if TYPE_CHECKING:  # what IDEs and mypy see
         step,
         timeout,
     )
+    from . import registry as models
     from .runtime import Runner
 
 
 def __getattr__(name: str) -> Any:
+    if name == "models":  # the registry module: models.register(...), models.load(...)
+        value = importlib.import_module("reelflow.registry")
+        globals()[name] = value
+        return value
     mod = _LAZY.get(name)
     if mod is None:
         raise AttributeError(f"module 'reelflow' has no attribute {name!r}")

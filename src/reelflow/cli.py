@@ -134,20 +134,44 @@ def _fmt_size(n: int) -> str:
 @runs.command("list")
 @click.argument("flow", required=False)
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--tag", "tags", multiple=True, help="Only runs with this tag (repeatable).")
+@click.option("--where", "where", multiple=True, metavar="COND",
+              help='Filter, e.g. --where "metrics.ndcg@10 > 0.3" or --where "params.alpha == 2" (repeatable).')
 @_guard
-def runs_list(flow: str | None, limit: int) -> None:
-    """Runs of FLOW (or of every flow), newest first."""
+def runs_list(flow: str | None, limit: int, tags: Sequence[str], where: Sequence[str]) -> None:
+    """Runs of FLOW (or of every flow), newest first, optionally filtered."""
+    from .client import find_runs, namespace
     from .store import get_store
 
-    rows = get_store().metadata.list_runs(flow)[:limit]
-    if not rows:
-        click.echo(f"no runs{' of ' + flow if flow else ''} in {get_store().config.home}")
+    namespace(None)
+    try:
+        found = find_runs(flow, tags=tags, where=where)[:limit]
+    except ReelflowError as exc:
+        raise click.UsageError(str(exc)) from None
+    if not found:
+        click.echo(f"no matching runs{' of ' + flow if flow else ''} in {get_store().config.home}")
         return
     click.echo(f"{'RUN':<24} {'STATUS':<10} {'STARTED':<20} {'DURATION':>9}  TAGS")
-    for r in rows:
+    for run in found:
+        r = run._row
         dur = f"{r['finished_at'] - r['created_at']:.2f}s" if r["finished_at"] else "-"
-        click.echo(f"{r['flow_name'] + '/' + r['run_id']:<24} {r['status']:<10} {_fmt_time(r['created_at']):<20} "
+        click.echo(f"{run.pathspec:<24} {r['status']:<10} {_fmt_time(r['created_at']):<20} "
                    f"{dur:>9}  {' '.join(r['tags'])}")
+
+
+@runs.command("compare")
+@click.argument("pathspecs", nargs=-1, required=True)
+@_guard
+def runs_compare(pathspecs: Sequence[str]) -> None:
+    """Parameters and final metrics of FLOW/RUN_ID ... side by side."""
+    import pandas as pd
+
+    from .client import compare_runs, namespace
+
+    namespace(None)
+    table = compare_runs(pathspecs)
+    with pd.option_context("display.width", 160, "display.max_columns", 20, "display.max_rows", 200):
+        click.echo(table.fillna("-").to_string())
 
 
 @runs.command("show")
@@ -178,6 +202,93 @@ def runs_show(pathspec: str) -> None:
                 click.echo(f"    {a.id:<24} {a.type:<28} {_fmt_size(a.size):>10}")
             if t.exception:
                 click.echo("    " + t.exception.strip().splitlines()[-1])
+
+
+@main.command()
+@click.argument("spec")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind (non-loopback needs --token).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--token", default=None, help="Require Authorization: Bearer TOKEN (or set REELFLOW_SERVE_TOKEN).")
+@click.option("--poll-interval", type=float, default=1.0, show_default=True,
+              help="Seconds between checks of the alias (hot-swap); 0 disables.")
+@_guard
+def serve(spec: str, host: str, port: int, workers: int, token: str | None, poll_interval: float) -> None:
+    """Serve a registered recommender over HTTP: reelflow serve NAME@ALIAS."""
+    from .errors import ParameterError
+    from .serving import serve as run_server
+
+    try:
+        run_server(spec, host=host, port=port, workers=workers, token=token, poll_interval=poll_interval)
+    except ParameterError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+@main.group()
+def models() -> None:
+    """The model registry: versions, aliases and their history."""
+
+
+@models.command("list")
+@_guard
+def models_list() -> None:
+    """Every registered model with its latest version and aliases."""
+    from . import registry
+
+    found = registry.list()
+    if not found:
+        click.echo("no models are registered")
+        return
+    click.echo(f"{'MODEL':<28} {'LATEST':>6}  {'ALIASES':<28} SOURCE")
+    for mv in found:
+        aliases = ", ".join(f"{a}->{v.version}" for v in registry.versions(mv.name) for a in v.aliases)
+        click.echo(f"{mv.name:<28} {mv.version:>6}  {aliases or '-':<28} {mv.source or '(script)'}")
+
+
+@models.command("show")
+@click.argument("name")
+@_guard
+def models_show(name: str) -> None:
+    """Every version of NAME: when, by whom, from which run, metrics, aliases."""
+    from . import registry
+
+    for v in registry.versions(name):
+        aliases = f" [{', '.join(v.aliases)}]" if v.aliases else ""
+        metrics = ", ".join(f"{k}={val:.4g}" for k, val in v.metrics.items())
+        click.echo(f"{v.spec}{aliases}: {v.type}, {_fmt_size(v.size)}, {_fmt_time(v.created_at)} by {v.user}, "
+                   f"from {v.source or '(script)'}" + (f"; {metrics}" if metrics else ""))
+        if v.description:
+            click.echo(f"    {v.description}")
+
+
+@models.command("alias")
+@click.argument("name")
+@click.argument("alias")
+@click.argument("version", type=int)
+@_guard
+def models_alias(name: str, alias: str, version: int) -> None:
+    """Point NAME@ALIAS at VERSION (servers following the alias swap to it)."""
+    from . import registry
+
+    registry.set_alias(name, alias, version)
+    click.echo(f"{name}@{alias} -> version {version}")
+
+
+@models.command("history")
+@click.argument("name")
+@_guard
+def models_history(name: str) -> None:
+    """Every alias move of NAME, oldest first."""
+    from . import registry
+
+    rows = registry.history(name)
+    if not rows:
+        click.echo(f"model {name!r} has no alias history")
+        return
+    for r in rows:
+        to = "deleted" if r["version"] is None else f"-> {r['version']}"
+        prev = f" (was {r['previous_version']})" if r["previous_version"] is not None else ""
+        click.echo(f"{_fmt_time(r['at'])}  {r['alias']:<16} {to}{prev}  by {r['user']}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -13,6 +13,7 @@ from ._core import (
     get_namespace,
     namespace,
 )
+from ._search import compare_runs, find_runs
 
 __all__ = [
     "Flow",
@@ -24,4 +25,6 @@ __all__ = [
     "namespace",
     "get_namespace",
     "default_namespace",
+    "find_runs",
+    "compare_runs",
 ]

@@ -173,6 +173,21 @@ class Run:
     def graph(self) -> dict[str, Any]:
         return dict(self._row["graph"])
 
+    # -- metrics -------------------------------------------------------------------
+    @property
+    def metrics(self) -> Any:
+        """Every metric point of the run as a tidy DataFrame
+        (``step_name, task_id, name, value, step, timestamp``), in logging order."""
+        return _metrics_frame(self._store.metadata.metrics_of([self.id]))
+
+    @property
+    def final_metrics(self) -> dict[str, float]:
+        """The last logged value of each metric name."""
+        out: dict[str, float] = {}
+        for r in self._store.metadata.metrics_of([self.id]):
+            out[r["name"]] = r["value"]
+        return out
+
     # -- tags ------------------------------------------------------------------------
     @property
     def user_tags(self) -> frozenset[str]:
@@ -401,6 +416,11 @@ class Task:
     def resources(self) -> dict[str, Any] | None:
         return self._row["resources"]  # type: ignore[no-any-return]
 
+    @property
+    def metrics(self) -> Any:
+        """This task's metric points as a tidy DataFrame (history per name)."""
+        return _metrics_frame(self._store.metadata.metrics_of([], task_row=self._row["id"]))
+
     def _log(self, which: str) -> str:
         key = self._row[f"{which}_key"]
         if not key:
@@ -418,3 +438,10 @@ class Task:
 
     def __repr__(self) -> str:
         return f"Task('{self.pathspec}')"
+
+
+def _metrics_frame(rows: list[dict[str, Any]]) -> Any:
+    import pandas as pd
+
+    cols = ["step_name", "task_id", "name", "value", "step", "timestamp"]
+    return pd.DataFrame([{c: r[c] for c in cols} for r in rows], columns=cols)

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import math
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from ..errors import ReelflowError
 
 __all__ = ["current", "Current"]
 
@@ -19,6 +24,7 @@ class _TaskInfo:
     username: str
     tags: frozenset[str]
     extra: dict[str, Any] = field(default_factory=dict)
+    metrics: list[tuple[str, float, int | None, float]] = field(default_factory=list)
 
 
 class Current:
@@ -77,6 +83,39 @@ class Current:
     def pathspec(self) -> str | None:
         i = self._info
         return None if i is None else f"{i.flow_name}/{i.run_id}/{i.step_name}/{i.task_id}"
+
+    # -- tracking ---------------------------------------------------------------------
+    def log_metric(self, name: str, value: float, step: int | None = None) -> None:
+        """Record a metric point of this task (buffered; written with the task's record).
+
+        ``step`` is your own counter (epoch, iteration); points of one name form its history.
+        """
+        info = self._info
+        if info is None:
+            raise ReelflowError("current.log_metric() works inside a running step; outside a flow, keep metrics yourself")
+        if not isinstance(name, str) or not name:
+            raise ReelflowError(f"metric name {name!r} must be a non-empty string")
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            raise ReelflowError(f"metric {name!r}: value {value!r} is not a number") from None
+        if math.isnan(v) or math.isinf(v):
+            raise ReelflowError(f"metric {name!r}: value {value!r} is not finite")
+        if step is not None and not isinstance(step, int):
+            raise ReelflowError(f"metric {name!r}: step={step!r} must be an integer")
+        info.metrics.append((name, v, step, time.time()))
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        """Record several metric points at once: ``current.log_metrics({"loss": 0.3, "ndcg@10": 0.41})``."""
+        for name, value in metrics.items():
+            self.log_metric(name, value, step)
+
+    def _take_metrics(self) -> list[tuple[str, float, int | None, float]]:
+        info = self._info
+        if info is None:
+            return []
+        out, info.metrics = info.metrics, []
+        return out
 
     def __repr__(self) -> str:
         return f"<current {self.pathspec or '(not in a running flow)'}>"

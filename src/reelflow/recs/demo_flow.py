@@ -70,6 +70,8 @@ class RecsDemoFlow(FlowSpec):
         self.model = cls(**self.best_params).fit(self.train)
         self.fit_seconds = time.perf_counter() - t0
         self.report = recs.evaluate(self.model, self.train, self.test, k=(10, 20))
+        current.log_metrics({f"{m}@{k}": v for m, k, v in self.report.itertuples(index=False)})
+        current.log_metric("valid ndcg@10", self.valid_ndcg10)
         self.next(self.choose)
 
     @step
@@ -95,6 +97,17 @@ class RecsDemoFlow(FlowSpec):
         self.champion_name = best.model_name
         self.champion = best.model
         self.merge_artifacts(inputs, include=["train", "test"])
+        # Register the champion with its lineage (this task); `reelflow serve recs-demo@champion` serves it.
+        from reelflow import models
+
+        scores = best.report.set_index(["metric", "k"]).value
+        self.registered = models.register(
+            "recs-demo", self.champion, alias="champion",
+            metrics={"test ndcg@10": float(scores[("ndcg", 10)]), "valid ndcg@10": float(best.valid_ndcg10)},
+            description=f"{self.champion_name} {best.best_params}, chosen on validation by RecsDemoFlow",
+        ).spec
+        current.log_metrics({"champion test ndcg@10": float(scores[("ndcg", 10)]),
+                             "champion valid ndcg@10": float(best.valid_ndcg10)})
         self.next(self.end)
 
     @step
@@ -105,7 +118,8 @@ class RecsDemoFlow(FlowSpec):
 
         with pd.option_context("display.width", 140, "display.max_columns", 20, "display.precision", 4):
             print("\n" + self.comparison.drop(columns=["params"]).to_string(index=False))
-        print(f"\nChampion (best on validation): {self.champion_name} {self.comparison.params[0]}")
+        print(f"\nChampion (best on validation): {self.champion_name} {self.comparison.params[0]}, "
+              f"registered as {self.registered} (alias champion); serve it with `reelflow serve recs-demo@champion`")
         train = self.train
         users = [u for u in (1, 68, 414) if u in set(train.active_users().tolist())][:3]
         picks, _ = self.champion.recommend(users, n=5)

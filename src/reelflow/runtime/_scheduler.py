@@ -379,6 +379,7 @@ class LocalRuntime:
             stderr_key=log_keys["stderr"],
             resources=decos["resources"].to_json() if "resources" in decos else None,
             result=result.transition,
+            metrics=result.metrics,
         )
         # Written after the next tasks are launched (see _loop), in one transaction.
         self.records.append((rec, result.artifacts if result.status == "succeeded" else {}))

@@ -56,6 +56,7 @@ class TaskResult:
     transition: dict[str, Any] | None = None
     exception: str | None = None  # "Type: message"
     traceback: str | None = None
+    metrics: list[tuple[str, float, int | None, float]] = field(default_factory=list)
 
 
 class CaughtException:
@@ -147,10 +148,10 @@ def execute_task(flow_cls: type[FlowSpec], spec: TaskSpec, store: Store) -> Task
                     f"self.next({', '.join('self.' + s for s in node.out_funcs)})"
                 )
         refs = _persist(flow, state, store, spec.step_name)
-        return TaskResult("succeeded", artifacts=refs, transition=state.transition or {})
+        return TaskResult("succeeded", artifacts=refs, transition=state.transition or {}, metrics=current._take_metrics())
     except BaseException as exc:  # noqa: BLE001 - reported to the scheduler, which decides
         # The user's frames only: drop execute_task's own.
         tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__.tb_next if exc.__traceback__ else None))
-        return TaskResult("failed", exception=f"{type(exc).__name__}: {exc}", traceback=tb)
+        return TaskResult("failed", exception=f"{type(exc).__name__}: {exc}", traceback=tb, metrics=current._take_metrics())
     finally:
         current._bind(None)

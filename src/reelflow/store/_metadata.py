@@ -53,6 +53,7 @@ class TaskRecord:
     cloned_from: str | None = None
     resources: dict[str, Any] | None = None
     result: dict[str, Any] | None = None
+    metrics: list[tuple[str, float, int | None, float]] = field(default_factory=list)  # name, value, step, time
 
 
 def _sqlite_pragmas(engine: Engine) -> None:
@@ -125,6 +126,11 @@ class MetadataStore:
                     row = conn.execute(select(s.meta.c.value).where(s.meta.c.key == "schema_version")).first()
                     if row is None:
                         conn.execute(insert(s.meta).values(key="schema_version", value=str(s.SCHEMA_VERSION)))
+                    elif int(row[0]) < s.SCHEMA_VERSION:
+                        # Migrations so far only add tables, which create_all just did.
+                        conn.execute(
+                            update(s.meta).where(s.meta.c.key == "schema_version").values(value=str(s.SCHEMA_VERSION))
+                        )
                     elif int(row[0]) > s.SCHEMA_VERSION:
                         raise SchemaVersionError(
                             f"the metadata database {self.url} has schema version {row[0]}, newer than "
@@ -136,16 +142,21 @@ class MetadataStore:
             raise StoreError(f"cannot open the metadata database {self.url}: {exc}") from None
 
     @contextmanager
-    def _write(self) -> Iterator[Connection]:
+    def write(self) -> Iterator[Connection]:
+        """A write transaction (``BEGIN IMMEDIATE`` on SQLite), for other subsystems' tables."""
         with self.engine.connect().execution_options(reelflow_write=True) as conn:
             with conn.begin():
                 yield conn
 
     @contextmanager
-    def _read(self) -> Iterator[Connection]:
+    def read(self) -> Iterator[Connection]:
+        """A read transaction."""
         with self.engine.connect() as conn:
             with conn.begin():
                 yield conn
+
+    _write = write
+    _read = read
 
     def close(self) -> None:
         if self._engine is not None:
@@ -264,6 +275,15 @@ class MetadataStore:
         pk = res.inserted_primary_key
         assert pk is not None
         row_id = int(pk[0])
+        if rec.metrics:
+            conn.execute(
+                insert(s.metrics),
+                [
+                    {"run_id": int(run_id), "task_row": row_id, "step_name": rec.step_name, "task_id": rec.task_id,
+                     "name": n, "value": float(v), "step": st, "timestamp": ts}
+                    for n, v, st, ts in rec.metrics
+                ],
+            )
         if artifacts:
             conn.execute(
                 insert(s.artifacts),
@@ -290,6 +310,17 @@ class MetadataStore:
             for r in conn.execute(select(s.artifacts).where(s.artifacts.c.task_row.in_(list(task_rows)))).mappings():
                 out[r["task_row"]][r["name"]] = ArtifactRef(r["key"], r["size"], r["type"])
         return out
+
+
+    def metrics_of(self, run_ids: Sequence[str], task_row: int | None = None) -> list[dict[str, Any]]:
+        """Metric points of runs (or of one task attempt), in logging order."""
+        q = select(s.metrics).order_by(s.metrics.c.id)
+        if task_row is not None:
+            q = q.where(s.metrics.c.task_row == task_row)
+        else:
+            q = q.where(s.metrics.c.run_id.in_([int(r) for r in run_ids]))
+        with self._read() as conn:
+            return [dict(r) for r in conn.execute(q).mappings()]
 
 
 def _run_dict(row: Any) -> dict[str, Any]:

@@ -4,6 +4,9 @@ Version history
 ---------------
 1. ``runs``, ``tasks`` (one row per attempt), ``artifacts`` (name -> blob key per
    task attempt), ``meta`` (schema version).
+2. ``metrics`` (logged by tasks), ``models`` (registered versions), ``model_aliases``
+   and ``alias_history`` (every alias move, with time and user). Migrating from 1
+   only adds tables.
 
 A run's id is the integer primary key of ``runs`` shown as a string, unique in
 the store, so concurrent flows never collide. A task row is written once, when
@@ -26,9 +29,9 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-__all__ = ["SCHEMA_VERSION", "metadata", "meta", "runs", "tasks", "artifacts"]
+__all__ = ["SCHEMA_VERSION", "metadata", "meta", "runs", "tasks", "artifacts", "metrics", "models", "model_aliases", "alias_history"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 metadata = MetaData()
 
@@ -91,4 +94,59 @@ artifacts = Table(
     Column("key", String(64), nullable=False),
     Column("size", Integer, nullable=False),
     Column("type", String(255), nullable=False),
+)
+
+metrics = Table(
+    "metrics",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", Integer, ForeignKey("runs.id"), nullable=False),
+    Column("task_row", Integer, ForeignKey("tasks.id"), nullable=False),
+    Column("step_name", String(255), nullable=False),
+    Column("task_id", Integer, nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("value", Float, nullable=False),
+    Column("step", Integer),  # the user's step/epoch counter, if given
+    Column("timestamp", Float, nullable=False),
+)
+Index("ix_metrics_run_name", metrics.c.run_id, metrics.c.name)
+
+models = Table(
+    "models",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(255), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("key", String(64), nullable=False),  # blob key of the model object
+    Column("size", Integer, nullable=False),
+    Column("type", String(255), nullable=False),
+    Column("source", String(512)),  # task pathspec (lineage) or None for a script
+    Column("artifact", String(255)),  # artifact name when registered from one
+    Column("metrics", Text, nullable=False, default="{}"),
+    Column("description", Text),
+    Column("created_at", Float, nullable=False),
+    Column("user", String(255), nullable=False),
+    UniqueConstraint("name", "version", name="uq_model_version"),
+)
+
+model_aliases = Table(
+    "model_aliases",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("alias", String(255), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("user", String(255), nullable=False),
+)
+
+alias_history = Table(
+    "alias_history",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(255), nullable=False),
+    Column("alias", String(255), nullable=False),
+    Column("version", Integer),  # None: the alias was deleted
+    Column("previous_version", Integer),
+    Column("at", Float, nullable=False),
+    Column("user", String(255), nullable=False),
 )

@@ -1,0 +1,34 @@
+"""Model registry: ``from reelflow import models``.
+
+    models.register("recs", model, alias="champion", metrics={"ndcg@10": 0.41})
+    models.set_alias("recs", "champion", 3)
+    models.load("recs@champion")
+"""
+
+from __future__ import annotations
+
+from ._registry import (
+    ModelVersion,
+    delete_alias,
+    get,
+    history,
+    list,
+    load,
+    parse_spec,
+    register,
+    set_alias,
+    versions,
+)
+
+__all__ = [
+    "ModelVersion",
+    "register",
+    "set_alias",
+    "delete_alias",
+    "get",
+    "load",
+    "list",
+    "versions",
+    "history",
+    "parse_spec",
+]

@@ -1,0 +1,62 @@
+"""Starting the server: checks first (so a bad spec exits before binding), then uvicorn."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import socket
+
+from ..errors import ParameterError
+
+__all__ = ["serve", "is_loopback"]
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        try:
+            return ipaddress.ip_address(socket.gethostbyname(host)).is_loopback
+        except OSError:
+            return False
+
+
+def serve(
+    spec: str,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: int = 1,
+    token: str | None = None,
+    poll_interval: float = 1.0,
+    log_level: str = "warning",
+) -> None:
+    """Serve ``spec`` (``NAME@ALIAS`` or ``NAME/VERSION``) over HTTP until interrupted."""
+    import uvicorn
+
+    from ._app import ModelHolder, ServeConfig, create_app
+
+    token = token or os.environ.get("REELFLOW_SERVE_TOKEN") or None
+    if not is_loopback(host) and not token:
+        raise ParameterError(
+            f"--host {host} would expose the model beyond this machine; pass --token (or set "
+            "REELFLOW_SERVE_TOKEN) so that every request must carry Authorization: Bearer <token>"
+        )
+    if workers < 1:
+        raise ParameterError("--workers must be at least 1")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    config = ServeConfig(spec=spec, token=token, poll_interval=poll_interval)
+    holder = ModelHolder(spec, poll_interval)  # raises NotFoundError / CorruptArtifactError before binding
+    print(f"serving {spec} (version {holder.current.version}) on http://{host}:{port}", flush=True)
+    if workers == 1:
+        uvicorn.run(create_app(config, holder), host=host, port=port, log_level=log_level, access_log=False)
+        return
+    os.environ.update({"REELFLOW_SERVE_SPEC": spec, "REELFLOW_SERVE_POLL": str(poll_interval)})
+    if token:
+        os.environ["REELFLOW_SERVE_TOKEN"] = token
+    uvicorn.run("reelflow.serving._app:app_from_env", factory=True, host=host, port=port, workers=workers,
+                log_level=log_level, access_log=False)
+
