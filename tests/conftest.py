@@ -30,9 +30,7 @@ def write_flow(tmp_path):
 
     def write(src: str, name: str = "flow.py") -> Path:
         path = tmp_path / name
-        body = textwrap.dedent(src)
-        if "from reelflow" not in body:
-            body = "from reelflow import *\n" + body
+        body = "from reelflow import *\n" + textwrap.dedent(src)
         path.write_text(body)
         return path
 

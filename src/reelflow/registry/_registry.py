@@ -74,7 +74,7 @@ def _row_to_version(row: Any, aliases: tuple[str, ...]) -> ModelVersion:
 
 
 def _aliases_of(conn: Any, name: str) -> dict[int, tuple[str, ...]]:
-    out: dict[int, list[str]] = {}
+    out: dict[int, _builtin_list[str]] = {}
     for r in conn.execute(select(s.model_aliases).where(s.model_aliases.c.name == name)).mappings():
         out.setdefault(r["version"], []).append(r["alias"])
     return {v: tuple(sorted(a)) for v, a in out.items()}
@@ -103,9 +103,10 @@ def register(
     metrics = {k: float(v) for k, v in (metrics or {}).items()}
     store = get_store()
     artifact = None
+    source: str | None
     if isinstance(obj_or_artifact, DataArtifact):
         key, size, type_ = obj_or_artifact.sha, obj_or_artifact.size, obj_or_artifact.type
-        source = obj_or_artifact.pathspec.rsplit("/", 1)[0]
+        source = obj_or_artifact.pathspec.rsplit("/", 1)[0]  # the task
         artifact = obj_or_artifact.id
     else:
         try:

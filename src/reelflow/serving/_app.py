@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, HTTPException
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -134,7 +135,7 @@ class RecommendRequest(BaseModel):
 
 def _coerce(model: Any, users: list[UserId]) -> list[Any]:
     known = getattr(model, "_user_pos", {})
-    out = []
+    out: list[Any] = []
     for u in users:
         if u not in known and isinstance(u, str) and u.lstrip("-").isdigit() and int(u) in known:
             out.append(int(u))
@@ -229,6 +230,14 @@ def create_app(config: ServeConfig, holder: ModelHolder | None = None) -> Any:
     app = FastAPI(title="reelflow model server", version="1", lifespan=lifespan,
                   description=f"Serves {config.spec}; hot-swaps when the alias moves.")
     app.state.holder = holder
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Any, exc: RequestValidationError) -> JSONResponse:
+        # Echo where and why, not the raw input: bytes that are not UTF-8 would break
+        # FastAPI's own encoder (a 500 instead of a 422).
+        detail = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+                  for e in exc.errors()]
+        return JSONResponse({"detail": detail}, status_code=422)
 
     @app.post("/v1/models/{name}/recommend")
     async def recommend(name: str, req: RecommendRequest) -> JSONResponse:
