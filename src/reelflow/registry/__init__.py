@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ._registry import (
     ModelVersion,
+    alias_version,
     delete_alias,
     get,
     history,
@@ -23,6 +24,7 @@ from ._registry import (
 __all__ = [
     "ModelVersion",
     "register",
+    "alias_version",
     "set_alias",
     "delete_alias",
     "get",

@@ -21,7 +21,7 @@ from ..errors import NotFoundError, ReelflowError
 from ..store import get_store
 from ..store import _schema as s
 
-__all__ = ["ModelVersion", "register", "set_alias", "delete_alias", "get", "load", "list", "versions", "history",
+__all__ = ["ModelVersion", "register", "alias_version", "set_alias", "delete_alias", "get", "load", "list", "versions", "history",
            "parse_spec"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -204,6 +204,15 @@ def get(spec: str) -> ModelVersion:
                 + "; see `reelflow models list`"
             )
         return _row_to_version(row, _aliases_of(conn, name).get(row["version"], ()))
+
+
+def alias_version(name: str, alias: str) -> int | None:
+    """The version ``name@alias`` points at (None if unset): one cheap query, for pollers."""
+    store = get_store()
+    with store.metadata.read() as conn:
+        v = conn.execute(select(s.model_aliases.c.version).where(
+            s.model_aliases.c.name == name, s.model_aliases.c.alias == alias)).scalar()
+    return None if v is None else int(v)
 
 
 def load(spec: str) -> Any:

@@ -94,6 +94,10 @@ class ModelHolder:
 
     def refresh(self) -> bool:
         """Swap in the alias's version if it moved; True when a swap happened."""
+        if self.alias is not None:  # the cheap check first: requests share this process's GIL
+            v = registry.alias_version(self.name, self.alias)
+            if v is None or v == self.current.version:
+                return False
         mv = registry.get(self.spec)
         if mv.version == self.current.version:
             return False
