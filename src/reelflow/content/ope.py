@@ -170,12 +170,8 @@ class BaseOffPolicyEstimator:
         **kwargs: Any,
     ) -> float:
         """The estimated value of the evaluation policy."""
-        return float(
-            self._round_rewards(
-                reward=reward, action=action, action_dist=action_dist, pscore=pscore, position=position,
-                estimated_rewards_by_reg_model=estimated_rewards_by_reg_model, **kwargs,
-            ).mean()
-        )
+        return float(self._rounds(reward, action, action_dist, pscore, position, estimated_rewards_by_reg_model,
+                                  kwargs).mean())
 
     def estimate_interval(
         self,
@@ -191,11 +187,13 @@ class BaseOffPolicyEstimator:
         **kwargs: Any,
     ) -> dict[str, float]:
         """Bootstrap confidence interval of the policy value (OBP's procedure)."""
-        rounds = self._round_rewards(
-            reward=reward, action=action, action_dist=action_dist, pscore=pscore, position=position,
-            estimated_rewards_by_reg_model=estimated_rewards_by_reg_model, **kwargs,
-        )
+        rounds = self._rounds(reward, action, action_dist, pscore, position, estimated_rewards_by_reg_model, kwargs)
         return estimate_confidence_interval_by_bootstrap(rounds, alpha, n_bootstrap_samples, random_state)
+
+    def _rounds(self, reward: Any, action: Any, action_dist: Any, pscore: Any, position: Any, q: Any,
+                extra: dict[str, Any]) -> np.ndarray:
+        return self._round_rewards(reward=reward, action=action, action_dist=action_dist, pscore=pscore,
+                                   position=position, estimated_rewards_by_reg_model=q, **extra)
 
 
 def _prepare(needs_pscore: bool, needs_q: bool, **kw: Any) -> dict[str, Any]:
