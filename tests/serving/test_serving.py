@@ -236,3 +236,14 @@ def test_token_is_required_when_set():
         assert httpx.get(f"{s.url}/healthz", headers={"Authorization": "Bearer wrong"}).status_code == 401
     finally:
         s.stop()
+
+
+def test_several_workers_serve_the_same_model():
+    models.register("recs", small_model(0), alias="champion")
+    s = Server("recs@champion", "--workers", "2")
+    try:
+        with httpx.Client(timeout=10) as c:
+            versions = {rec(s, {"user_id": i, "k": 3}, c).json()["version"] for i in range(40)}
+        assert versions == {1}
+    finally:
+        s.stop()

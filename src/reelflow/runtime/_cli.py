@@ -117,7 +117,8 @@ def build_cli(flow_cls: type[FlowSpec]) -> click.Group:
         default = "" if not p.has_default or callable(p.default) else f"; default: {p.default!r}"
         req = "; required" if p.required and not p.has_default else ""
         help_text = f"{p.help or ''} [{p.type_name()}{default}{req}]".strip()
-        param_opts.append(click.Option([f"--{p.name}", attr], type=str, default=None, help=help_text))
+        param_opts.append(click.Option([f"--{p.name}", attr], type=str, default=None, help=help_text,
+                                       metavar=p.type_name().upper()))
     run = click.command("run", help=f"Run {name}.")(_runtime_options(_guard(run_cmd)))
     run.params = param_opts + run.params
     cli.add_command(run)
