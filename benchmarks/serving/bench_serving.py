@@ -2,7 +2,8 @@
 
     python benchmarks/serving/bench_serving.py [--requests 3000] [--concurrency 8]
 
-A recommender (ALS, 64 factors) is fitted on data of ML-1M shape (synthetic
+Load comes from `wrk` when installed (apt-get install wrk; bounded in time), else
+from httpx/asyncio (bounded in requests). A recommender (ALS, 64 factors) is fitted on data of ML-1M shape (synthetic
 generator, 6,040 users x 3,706 items) and registered. Then, in this one run:
 `reelflow serve bench@champion` and a bare FastAPI + uvicorn app that loads the
 same model and calls its `recommend` directly, each driven with the same bounded
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -95,6 +97,39 @@ async def drive(url: str, n: int, concurrency: int, n_users: int) -> tuple[list[
     return latencies, elapsed, errors
 
 
+WRK_SCRIPT = textwrap.dedent('''
+    math.randomseed(1)
+    request = function()
+        local body = string.format('{"user_id": %d, "k": 10}', math.random(0, MAX_USER))
+        return wrk.format("POST", "/v1/models/bench/recommend", {["Content-Type"] = "application/json"}, body)
+    end
+''')
+
+
+def _ms(text: str) -> float:
+    value = float(text.rstrip("usm"))
+    return value / 1000 if text.endswith("us") else value * 1000 if text.endswith("s") and not text.endswith("ms") else value
+
+
+def measure_wrk(name: str, url: str, seconds: int, concurrency: int, n_users: int, tmp: Path) -> dict[str, float]:
+    """Load from wrk (C, one thread): the load generator takes less of the 2 cores than Python would."""
+    import re
+
+    script = tmp / "post.lua"
+    script.write_text(WRK_SCRIPT.replace("MAX_USER", str(n_users - 1)))
+    subprocess.run(["wrk", "-t1", f"-c{concurrency}", "-d1s", "-s", str(script), url], capture_output=True)  # warm-up
+    out = subprocess.run(["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+                         capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = int(non2xx.group(1)) if non2xx else 0
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    print(f"  {name:<22} {rps:>8.0f} req/s   p50 {p50:6.2f} ms   p99 {p99:6.2f} ms   errors {errors} ({total} requests)")
+    return {"rps": rps, "p50": p50, "p99": p99, "errors": errors}
+
+
 def measure(name: str, url: str, n: int, concurrency: int, n_users: int) -> dict[str, float]:
     asyncio.run(drive(url, 200, concurrency, n_users))  # warm-up
     lat, elapsed, errors = asyncio.run(drive(url, n, concurrency, n_users))
@@ -109,6 +144,8 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=3000)
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--seconds", type=int, default=4, help="wrk: seconds per round (bounded in time)")
+    ap.add_argument("--httpx", action="store_true", help="use the Python load generator even if wrk exists")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "REELFLOW_HOME": str(Path(tmp) / "home")}
@@ -122,6 +159,8 @@ def main() -> None:
         bare_file = Path(tmp) / "bare_app.py"
         bare_file.write_text(BARE_APP)
         print(f"model: ALS on {data}; {args.requests} requests at concurrency {args.concurrency}, 127.0.0.1")
+        use_wrk = shutil.which("wrk") is not None and not args.httpx
+        print("load generator:", "wrk (Debian package)" if use_wrk else "httpx/asyncio (install wrk for a lighter one)")
         servers = {}
         try:
             for name in ("bare FastAPI", "reelflow serve"):
@@ -138,7 +177,10 @@ def main() -> None:
             for r in range(args.rounds):  # interleaved, so drift hits both alike
                 print(f" round {r + 1}")
                 for name, (url, _, _) in servers.items():
-                    rounds[name].append(measure(name, url, args.requests, args.concurrency, data.n_users))
+                    if use_wrk:
+                        rounds[name].append(measure_wrk(name, url, args.seconds, args.concurrency, data.n_users, Path(tmp)))
+                    else:
+                        rounds[name].append(measure(name, url, args.requests, args.concurrency, data.n_users))
         finally:
             for _, proc, _ in servers.values():
                 proc.terminate()

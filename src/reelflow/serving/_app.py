@@ -10,6 +10,7 @@ request is ever unpickled.
 
 from __future__ import annotations
 
+import gc
 import hmac
 import logging
 import math
@@ -50,6 +51,19 @@ class _Loaded:
     version: int
     model: Any
     loaded_at: float
+    titles: dict[Any, str]
+
+
+def _loaded(version: int, model: Any) -> _Loaded:
+    titles: dict[Any, str] = {}
+    meta = getattr(model, "item_meta_", None)
+    if meta is not None and "title" in getattr(meta, "columns", ()):
+        titles = {k: str(v) for k, v in meta["title"].items()}  # plain dict: no pandas on the request path
+    loaded = _Loaded(version, model, time.time(), titles)
+    # Long-lived objects (model, imports) leave the GC's scans: no multi-ms pauses in requests.
+    gc.collect()
+    gc.freeze()
+    return loaded
 
 
 def check_servable(model: Any, spec: str) -> None:
@@ -70,7 +84,7 @@ class ModelHolder:
         mv = registry.get(spec)
         model = mv.load()
         check_servable(model, spec)
-        self.current = _Loaded(mv.version, model, time.time())
+        self.current = _loaded(mv.version, model)
         self.last_error: str | None = None
         self._failed: dict[int, float] = {}
         self._stop = threading.Event()
@@ -111,7 +125,7 @@ class ModelHolder:
             self.last_error = f"version {mv.version} failed to load: {exc}"
             log.error("%s: %s; still serving version %s", self.spec, self.last_error, self.current.version)
             return False
-        self.current = _Loaded(mv.version, model, time.time())  # one atomic reference swap
+        self.current = _loaded(mv.version, model)  # one atomic reference swap
         self.last_error = None
         log.warning("%s: now serving version %s", self.spec, mv.version)
         return True
@@ -148,21 +162,13 @@ def _coerce(model: Any, users: list[UserId]) -> list[Any]:
     return out
 
 
-def _items(model: Any, ids: Any, scores: Any) -> list[dict[str, Any]]:
-    titles = None
-    meta = getattr(model, "item_meta_", None)
-    if meta is not None and "title" in getattr(meta, "columns", ()):
-        titles = meta["title"]
+def _items(titles: dict[Any, str], ids: Any, scores: Any) -> list[dict[str, Any]]:
     out = []
     for i, sc in zip(ids.tolist(), scores.tolist()):
         if math.isinf(sc):  # no eligible item left for this user
             break
-        item: dict[str, Any] = {"item_id": i, "score": sc}
-        if titles is not None:
-            t = titles.get(i)
-            if t is not None:
-                item["title"] = str(t)
-        out.append(item)
+        t = titles.get(i)
+        out.append({"item_id": i, "score": sc, "title": t} if t is not None else {"item_id": i, "score": sc})
     return out
 
 
@@ -258,8 +264,8 @@ def create_app(config: ServeConfig, holder: ModelHolder | None = None) -> Any:
         ids, scores = model.recommend(_coerce(model, users), n=req.k, exclude_seen=req.exclude_seen)  # type: ignore[arg-type]
         if req.user_ids is None:
             return JSONResponse({"model": holder.name, "version": cur.version, "user_id": req.user_id,
-                                 "items": _items(model, ids[0], scores[0])})
-        results = [{"user_id": u, "items": _items(model, i, s)} for u, i, s in zip(users, ids, scores)]
+                                 "items": _items(cur.titles, ids[0], scores[0])})
+        results = [{"user_id": u, "items": _items(cur.titles, i, s)} for u, i, s in zip(users, ids, scores)]
         return JSONResponse({"model": holder.name, "version": cur.version, "results": results})
 
     @app.get("/v1/models")
