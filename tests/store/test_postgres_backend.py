@@ -83,3 +83,14 @@ def test_in_process_runtime_on_postgres(postgres_url, load_flow):
     cls = load_flow(FLOW.replace("PgFlow", "PgInline"))
     run_id = LocalRuntime(cls, quiet=True).run({"n": 2})
     assert Flow("PgInline")[run_id].data is not None
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_concurrent_registrations_get_distinct_versions(backend, request):
+    from concurrent.futures import ThreadPoolExecutor
+
+    if backend == "postgresql":
+        request.getfixturevalue("postgres_url")
+    with ThreadPoolExecutor(4) as pool:
+        versions = list(pool.map(lambda i: models.register("race", {"i": i}).version, range(12)))
+    assert sorted(versions) == list(range(1, 13))

@@ -117,7 +117,7 @@ def register(
         source = current.pathspec if current.is_running_flow else None
     user = store.config.user
     now = time.time()
-    with store.metadata.write() as conn:
+    with store.metadata.write(lock=f"model:{name}") as conn:  # version = max + 1, one writer at a time
         top = conn.execute(select(func.max(s.models.c.version)).where(s.models.c.name == name)).scalar()
         version = int(top or 0) + 1
         conn.execute(insert(s.models).values(

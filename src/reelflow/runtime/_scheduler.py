@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import selectors
-import signal
 import sys
 import time
 from collections import deque
@@ -34,7 +32,7 @@ from ..flows._parameters import ParameterContext
 from ..flows._spec import FlowSpec
 from ..store import ArtifactRef, Store, TaskRecord, get_store
 from ._task import TaskResult, TaskSpec, execute_task
-from ._worker import Worker, start_worker
+from ._pool import WorkerPool
 
 __all__ = ["LocalRuntime"]
 
@@ -202,12 +200,11 @@ class LocalRuntime:
         self.origin = origin
         self.next_task_id = 1
         self.ready: deque[_Pending] = deque()
-        self.running: dict[int, Worker] = {}
+        self.pool = WorkerPool(self.flow_cls, self.store, self.tmp_dir, echo=self._emit, use_fork=self.use_fork)
         self.buckets: dict[tuple[str, int], dict[int, tuple[TaskSpec, dict[str, ArtifactRef]]]] = {}
         self.visits: dict[tuple[str, str], int] = {}
         self.records: list[tuple[TaskRecord, dict[str, ArtifactRef]]] = []
         self.failure: str | None = None
-        self.selector = selectors.DefaultSelector()
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
         started = time.time()
         self._say(f"Run {self.flow_name}/{run_id} started" + (f" (resuming {origin.run_id})" if origin else ""))
@@ -220,7 +217,7 @@ class LocalRuntime:
             self.store.metadata.finish_run(run_id, "failed")
             raise
         finally:
-            self.selector.close()
+            self.pool.close()
         self._flush_records()
         status = "failed" if self.failure else "succeeded"
         self.store.metadata.finish_run(run_id, status)
@@ -233,10 +230,10 @@ class LocalRuntime:
         return run_id
 
     def _loop(self) -> None:
-        while (self.ready or self.running) and not self.failure:
+        while (self.ready or self.pool) and not self.failure:
             now = time.time()
             for _ in range(len(self.ready)):
-                if len(self.running) >= self.max_workers or self.failure:
+                if len(self.pool) >= self.max_workers or self.failure:
                     break
                 p = self.ready.popleft()
                 if p.not_before > now:
@@ -249,18 +246,11 @@ class LocalRuntime:
                     result = execute_task(self.flow_cls, p.spec, self.store)
                     self._finish(p, result, t0, logs=None)
                 else:
-                    w = start_worker(self.flow_cls, p.spec, self.store, self.tmp_dir, now=now, use_fork=self.use_fork)
-                    w.frames = p.frames
-                    seconds = _timeout_seconds(self._decorators(p.spec.step_name))
-                    if seconds:
-                        w.deadline = now + seconds
-                    for fd in w.fds:
-                        os.set_blocking(fd, False)
-                        self.selector.register(fd, selectors.EVENT_READ, w)
-                    self.running[w.pid] = w
+                    self.pool.start(p.spec, p.frames, _timeout_seconds(self._decorators(p.spec.step_name)), now)
             self._flush_records()
-            if self.running:
-                self._poll()
+            if self.pool:
+                for w, result in self.pool.poll():
+                    self._finish(_Pending(w.spec, w.frames), result, w.started_at, logs=w.logs)
             elif self.ready and not any(p.clone for p in self.ready):
                 wait = min(p.not_before for p in self.ready) - time.time()
                 if wait > 0:
@@ -268,92 +258,14 @@ class LocalRuntime:
         if self.failure:
             self._abort(None)
 
-    def _poll(self) -> None:
-        now = time.time()
-        deadlines = [w.deadline for w in self.running.values() if w.deadline]
-        timeout = 0.2
-        if deadlines:
-            timeout = max(0.0, min(timeout, min(deadlines) - now))
-        for key, _ in self.selector.select(timeout):
-            self._read(key.fd, key.data)
-        now = time.time()
-        for pid, w in list(self.running.items()):
-            if w.deadline and now > w.deadline and w.killed_reason is None:
-                w.killed_reason = (
-                    f"step {w.spec.step_name!r} timed out after {w.deadline - w.started_at:.0f}s (@timeout); "
-                    "raise the limit or make the step faster"
-                )
-                _kill(pid)
-            # Once its pipes are closed the worker is exiting: wait for it rather
-            # than poll an empty selector.
-            done, status = os.waitpid(pid, 0 if not w.fds else os.WNOHANG)
-            if done:
-                w.exit_status = status
-                for fd in list(w.fds):
-                    self._read(fd, w, final=True)
-                del self.running[pid]
-                self._finish_worker(w)
-
-    def _read(self, fd: int, w: Worker, final: bool = False) -> None:
-        stream = w.fds.get(fd)
-        if stream is None:
-            return
-        while True:
-            try:
-                data = os.read(fd, 1 << 16)
-            except BlockingIOError:
-                if final:
-                    self._close_fd(fd, w)
-                return
-            if not data:
-                self._close_fd(fd, w)
-                return
-            w.logs[stream] += data
-            self._echo(w, stream, data)
-            if not final:
-                return
-
-    def _close_fd(self, fd: int, w: Worker) -> None:
-        try:
-            self.selector.unregister(fd)
-        except (KeyError, ValueError):
-            pass
-        os.close(fd)
-        stream = w.fds.pop(fd)
-        rest = w.partial[stream]
-        if rest:
-            w.partial[stream] = b""
-            self._emit(w, stream, rest)
-
-    def _echo(self, w: Worker, stream: str, data: bytes) -> None:
-        buf = w.partial[stream] + data
-        *lines, w.partial[stream] = buf.split(b"\n")
-        for line in lines:
-            self._emit(w, stream, line)
-
-    def _emit(self, w: Worker, stream: str, line: bytes) -> None:
+    # -- completion -------------------------------------------------------------------
+    def _emit(self, spec: TaskSpec, stream: str, line: bytes) -> None:
         if self.quiet:
             return
         out = sys.stdout if stream == "stdout" else sys.stderr
-        out.write(f"[{w.spec.run_id}/{w.spec.step_name}/{w.spec.task_id}] {line.decode('utf-8', 'replace')}\n")
+        out.write(f"[{spec.run_id}/{spec.step_name}/{spec.task_id}] {line.decode('utf-8', 'replace')}\n")
         out.flush()
 
-    def _finish_worker(self, w: Worker) -> None:
-        if w.popen is not None:  # already reaped by waitpid; tell Popen so
-            w.popen.returncode = os.waitstatus_to_exitcode(w.exit_status or 0)
-        result = w.read_result()
-        if w.killed_reason:
-            result = TaskResult("failed", exception=f"TimeoutError: {w.killed_reason}")
-        elif result is None:
-            result = TaskResult(
-                "failed",
-                exception=f"WorkerCrashed: the worker process of step {w.spec.step_name!r} {_describe_exit(w.exit_status)} "
-                "without reporting a result (a crash in native code, os._exit or the out-of-memory killer)",
-            )
-        p = _Pending(w.spec, w.frames)
-        self._finish(p, result, w.started_at, logs=w.logs)
-
-    # -- completion -------------------------------------------------------------------
     def _finish(self, p: _Pending, result: TaskResult, started_at: float, logs: Mapping[str, bytearray] | None) -> None:
         spec = p.spec
         log_keys: dict[str, str | None] = {"stdout": None, "stderr": None}
@@ -522,23 +434,7 @@ class LocalRuntime:
 
     # -- stopping -------------------------------------------------------------------
     def _abort(self, reason: str | None) -> None:
-        for pid in list(self.running):
-            _kill(pid, signal.SIGTERM)
-        deadline = time.time() + 2.0
-        while self.running and time.time() < deadline:
-            for pid, w in list(self.running.items()):
-                done, _ = os.waitpid(pid, os.WNOHANG)
-                if done:
-                    del self.running[pid]
-                    for fd in list(w.fds):
-                        self._close_fd(fd, w)
-            time.sleep(0.01)
-        for pid, w in list(self.running.items()):
-            _kill(pid)
-            os.waitpid(pid, 0)
-            for fd in list(w.fds):
-                self._close_fd(fd, w)
-        self.running.clear()
+        self.pool.abort()
         if reason:
             self._say(f"Run {self.flow_name}/{self.run_id} {reason}; stopped")
 
@@ -553,28 +449,6 @@ def _timeout_seconds(decos: Mapping[str, StepDecorator]) -> float:
         return 0.0
     a = t.attributes
     return float(a["seconds"]) + 60.0 * float(a["minutes"]) + 3600.0 * float(a["hours"])
-
-
-def _kill(pid: int, sig: int = signal.SIGKILL) -> None:
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
-
-
-def _describe_exit(status: int | None) -> str:
-    if status is None:
-        return "ended"
-    if os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
-        try:
-            name = signal.Signals(sig).name
-        except ValueError:
-            name = str(sig)
-        return f"was killed by signal {name}"
-    if os.WIFEXITED(status):
-        return f"exited with status {os.WEXITSTATUS(status)}"
-    return f"ended (status {status})"
 
 
 def _short_repr(v: Any) -> str:

@@ -7,6 +7,7 @@ writing at once queue on the lock instead of failing on a lock upgrade.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -122,6 +123,7 @@ class MetadataStore:
                 conn.rollback()
             with engine.connect().execution_options(reelflow_write=True) as conn:
                 with conn.begin():
+                    _serialize_writers(conn, "schema")  # two first processes must not both create tables
                     s.metadata.create_all(conn, checkfirst=True)
                     row = conn.execute(select(s.meta.c.value).where(s.meta.c.key == "schema_version")).first()
                     if row is None:
@@ -142,10 +144,16 @@ class MetadataStore:
             raise StoreError(f"cannot open the metadata database {self.url}: {exc}") from None
 
     @contextmanager
-    def write(self) -> Iterator[Connection]:
-        """A write transaction (``BEGIN IMMEDIATE`` on SQLite), for other subsystems' tables."""
+    def write(self, lock: str | None = None) -> Iterator[Connection]:
+        """A write transaction (``BEGIN IMMEDIATE`` on SQLite), for other subsystems' tables.
+
+        ``lock`` names a critical section (e.g. a read-then-insert) that concurrent
+        writers must take in turn; SQLite's immediate transactions already do.
+        """
         with self.engine.connect().execution_options(reelflow_write=True) as conn:
             with conn.begin():
+                if lock is not None:
+                    _serialize_writers(conn, lock)
                 yield conn
 
     @contextmanager
@@ -321,6 +329,13 @@ class MetadataStore:
             q = q.where(s.metrics.c.run_id.in_([int(r) for r in run_ids]))
         with self._read() as conn:
             return [dict(r) for r in conn.execute(q).mappings()]
+
+
+def _serialize_writers(conn: Connection, name: str) -> None:
+    """Hold a transaction-scoped lock named ``name`` (PostgreSQL advisory lock)."""
+    if conn.dialect.name == "postgresql":
+        key = int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({key})")
 
 
 def _run_dict(row: Any) -> dict[str, Any]:

@@ -1,0 +1,170 @@
+"""The running workers: start them, stream their output, enforce deadlines, reap them.
+
+The scheduler decides *what* runs; this pool owns the processes: their pipes (read
+without blocking through one selector), their ``@timeout`` deadlines, and turning
+an exit into a :class:`TaskResult` (a worker that died without one is reported as
+crashed, with its exit status or signal).
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ._task import TaskResult, TaskSpec
+from ._worker import Worker, start_worker
+
+__all__ = ["WorkerPool"]
+
+
+class WorkerPool:
+    """Worker processes of one run. ``echo(spec, stream, line)`` receives their output lines."""
+
+    def __init__(self, flow_cls: Any, store: Any, tmp_dir: Path, *, echo: Callable[[TaskSpec, str, bytes], None],
+                 use_fork: bool = True) -> None:
+        self.flow_cls = flow_cls
+        self.store = store
+        self.tmp_dir = tmp_dir
+        self.echo = echo
+        self.use_fork = use_fork
+        self.running: dict[int, Worker] = {}
+        self.selector = selectors.DefaultSelector()
+
+    def __len__(self) -> int:
+        return len(self.running)
+
+    def start(self, spec: TaskSpec, frames: list[dict[str, Any]], timeout_seconds: float, now: float) -> None:
+        w = start_worker(self.flow_cls, spec, self.store, self.tmp_dir, now=now, use_fork=self.use_fork)
+        w.frames = frames
+        if timeout_seconds:
+            w.deadline = now + timeout_seconds
+        for fd in w.fds:
+            os.set_blocking(fd, False)
+            self.selector.register(fd, selectors.EVENT_READ, w)
+        self.running[w.pid] = w
+
+    def poll(self, max_wait: float = 0.2) -> list[tuple[Worker, TaskResult]]:
+        """Read what is ready, enforce deadlines, and return the workers that ended."""
+        now = time.time()
+        deadlines = [w.deadline for w in self.running.values() if w.deadline]
+        timeout = max_wait if not deadlines else max(0.0, min(max_wait, min(deadlines) - now))
+        for key, _ in self.selector.select(timeout):
+            self._read(key.fd, key.data)
+        now = time.time()
+        ended = []
+        for pid, w in list(self.running.items()):
+            if w.deadline and now > w.deadline and w.killed_reason is None:
+                w.killed_reason = (
+                    f"step {w.spec.step_name!r} timed out after {w.deadline - w.started_at:.0f}s (@timeout); "
+                    "raise the limit or make the step faster"
+                )
+                _kill(pid)
+            # Once its pipes are closed the worker is exiting: wait for it rather
+            # than poll an empty selector.
+            done, status = os.waitpid(pid, 0 if not w.fds else os.WNOHANG)
+            if done:
+                w.exit_status = status
+                for fd in list(w.fds):
+                    self._read(fd, w, final=True)
+                del self.running[pid]
+                ended.append((w, self._result(w)))
+        return ended
+
+    def _read(self, fd: int, w: Worker, final: bool = False) -> None:
+        stream = w.fds.get(fd)
+        if stream is None:
+            return
+        while True:
+            try:
+                data = os.read(fd, 1 << 16)
+            except BlockingIOError:
+                if final:
+                    self._close_fd(fd, w)
+                return
+            if not data:
+                self._close_fd(fd, w)
+                return
+            w.logs[stream] += data
+            buf = w.partial[stream] + data
+            *lines, w.partial[stream] = buf.split(b"\n")
+            for line in lines:
+                self.echo(w.spec, stream, line)
+            if not final:
+                return
+
+    def _close_fd(self, fd: int, w: Worker) -> None:
+        try:
+            self.selector.unregister(fd)
+        except (KeyError, ValueError):
+            pass
+        os.close(fd)
+        stream = w.fds.pop(fd)
+        rest = w.partial[stream]
+        if rest:
+            w.partial[stream] = b""
+            self.echo(w.spec, stream, rest)
+
+    @staticmethod
+    def _result(w: Worker) -> TaskResult:
+        if w.popen is not None:  # already reaped by waitpid; tell Popen so
+            w.popen.returncode = os.waitstatus_to_exitcode(w.exit_status or 0)
+        result = w.read_result()
+        if w.killed_reason:
+            return TaskResult("failed", exception=f"TimeoutError: {w.killed_reason}")
+        if result is None:
+            return TaskResult(
+                "failed",
+                exception=f"WorkerCrashed: the worker process of step {w.spec.step_name!r} {_describe_exit(w.exit_status)} "
+                "without reporting a result (a crash in native code, os._exit or the out-of-memory killer)",
+            )
+        return result
+
+    def abort(self) -> None:
+        """Stop every worker: SIGTERM, then SIGKILL after two seconds."""
+        for pid in list(self.running):
+            _kill(pid, signal.SIGTERM)
+        deadline = time.time() + 2.0
+        while self.running and time.time() < deadline:
+            for pid, w in list(self.running.items()):
+                done, _ = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    del self.running[pid]
+                    for fd in list(w.fds):
+                        self._close_fd(fd, w)
+            time.sleep(0.01)
+        for pid, w in list(self.running.items()):
+            _kill(pid)
+            os.waitpid(pid, 0)
+            for fd in list(w.fds):
+                self._close_fd(fd, w)
+        self.running.clear()
+
+    def close(self) -> None:
+        self.selector.close()
+
+
+def _kill(pid: int, sig: int = signal.SIGKILL) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _describe_exit(status: int | None) -> str:
+    if status is None:
+        return "ended"
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = str(sig)
+        return f"was killed by signal {name}"
+    if os.WIFEXITED(status):
+        return f"exited with status {os.WEXITSTATUS(status)}"
+    return f"ended (status {status})"
