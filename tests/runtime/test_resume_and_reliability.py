@@ -247,3 +247,16 @@ def test_runner_runs_and_resumes(write_flow, tmp_path):
         assert res2.status == "successful"
         assert res2.run.data.total == 13
         assert res2.run.origin_run_id == res.run.id
+
+
+def test_ctrl_c_stops_cleanly_and_marks_the_run_failed(write_flow):
+    path = write_flow(SLOW.replace("time.sleep(0.3)", "time.sleep(30)"))
+    proc = subprocess.Popen([sys.executable, str(path), "run"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=path.parent, start_new_session=True)
+    time.sleep(2.0)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole process group
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, (out, err)
+    assert "interrupted" in err and "Traceback" not in err
+    r = Flow("Slow").latest_run
+    assert r.finished and not r.successful
