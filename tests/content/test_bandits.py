@@ -126,3 +126,15 @@ def test_bernoulli_ts_and_params():
     with pytest.raises(ValueError, match="rewards row 0 is 2.0"):
         p.update(None, [0], [2.0])
     assert clone(LinUCB(n_actions=4, alpha=2.0)).get_params() == {"n_actions": 4, "alpha": 2.0, "l2": 1.0, "random_state": None}
+
+
+def test_simulator_positions_and_fatigue():
+    sim = ArtworkSimulator(n_members=50, n_titles=5, n_positions=3, position_effect=0.5, fatigue=0.5, seed=2)
+    imp = sim.impressions(2000)
+    assert imp.position is not None and set(np.unique(imp.position)) == {0, 1, 2}
+    top = imp.play_prob[imp.position == 0].mean()
+    assert top > imp.play_prob[imp.position == 2].mean()  # lower rows play less
+    before = sim.play_probability(np.array([0]), np.array([0]))
+    for _ in range(3):
+        sim.plays(sim.impressions(2000), np.zeros(2000, int))
+    assert (sim.play_probability(np.array([0]), np.array([0])) < before).all()  # seen titles tire

@@ -6,10 +6,12 @@ quality. An impression shows one artwork of one title to one member, who plays
 it with probability
 
     p = sigmoid(base + appeal_t + taste_weight * taste_m[theme_k] + quality_weight * quality_k
-                - position_effect * position)
+                - position_effect * position) * exp(-fatigue * times_seen(member, title))
 
 so every policy's true value is computable, not estimated. Members' observed
 features are their tastes plus noise: a good policy must learn the mapping.
+Position (the row on the page, when ``n_positions > 1``) and fatigue (a title shown
+again to the same member plays less) are optional and off by default.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class Impressions:
     contexts: np.ndarray  # (n, n_artworks, p) float32: member features x artwork features
     member_features: np.ndarray  # (n, d): for disjoint policies
     play_prob: np.ndarray  # (n, n_artworks): ground truth
+    position: np.ndarray | None = None  # (n,) row on the page, when positions are simulated
 
     def __len__(self) -> int:
         return len(self.members)
@@ -64,12 +67,16 @@ class ArtworkSimulator:
         taste_weight: float = 2.4,
         quality_weight: float = 0.6,
         position_effect: float = 0.0,
+        n_positions: int = 1,
+        fatigue: float = 0.0,
         seed: int = 0,
     ) -> None:
         rng = np.random.default_rng(seed)
         self.n_members, self.n_titles, self.n_artworks, self.n_themes = n_members, n_titles, n_artworks, n_themes
         self.base, self.taste_weight, self.quality_weight = base, taste_weight, quality_weight
-        self.position_effect = position_effect
+        self.position_effect, self.n_positions, self.fatigue = position_effect, n_positions, fatigue
+        # times each member has been shown each title (only tracked when fatigue is on)
+        self.exposures = np.zeros((n_members, n_titles), np.int32) if fatigue > 0 else None
         self.tastes = rng.dirichlet(np.full(n_themes, taste_concentration), size=n_members)
         noisy = self.tastes + feature_noise * rng.standard_normal(self.tastes.shape)
         self.member_features = np.hstack([noisy, np.ones((n_members, 1))])
@@ -90,20 +97,26 @@ class ArtworkSimulator:
         z = self.base + self.appeal[titles, None] + self.taste_weight * taste + self.quality_weight * self.quality[titles]
         if position is not None:
             z = z - self.position_effect * np.asarray(position)[:, None]
-        return _sigmoid(z)
+        p = _sigmoid(z)
+        if self.exposures is not None:
+            p = p * np.exp(-self.fatigue * self.exposures[members, titles])[:, None]
+        return p
 
     def impressions(self, n: int) -> Impressions:
         """``n`` random (member, title) impressions with their candidate features."""
         members = self._rng.integers(0, self.n_members, n)
         titles = self._rng.integers(0, self.n_titles, n)
+        position = self._rng.integers(0, self.n_positions, n) if self.n_positions > 1 else None
         mf = self.member_features[members]
         af = self.artwork_features[titles]
         contexts = np.einsum("nd,nkp->nkdp", mf, af).reshape(n, self.n_artworks, -1).astype(np.float32)
-        return Impressions(members, titles, contexts, mf, self.play_probability(members, titles))
+        return Impressions(members, titles, contexts, mf, self.play_probability(members, titles, position), position)
 
     def plays(self, impressions: Impressions, actions: np.ndarray) -> np.ndarray:
         """Sample play (1) / no play (0) for the chosen artworks."""
         p = impressions.play_prob[np.arange(len(impressions)), actions]
+        if self.exposures is not None:
+            np.add.at(self.exposures, (impressions.members, impressions.titles), 1)
         return (self._rng.random(len(p)) < p).astype(np.float64)
 
     @staticmethod
