@@ -260,3 +260,41 @@ def test_ctrl_c_stops_cleanly_and_marks_the_run_failed(write_flow):
     assert "interrupted" in err and "Traceback" not in err
     r = Flow("Slow").latest_run
     assert r.finished and not r.successful
+
+
+@pytest.mark.parametrize("fork_server", ["1", "0"])
+def test_workers_fork_from_the_fork_server(write_flow, fork_server):
+    path = write_flow("""
+import os
+from reelflow import FlowSpec, step
+
+class Parents(FlowSpec):
+    @step
+    def start(self):
+        self.xs = [1, 2, 3]
+        self.next(self.work, foreach="xs")
+
+    @step
+    def work(self):
+        self.ppid = os.getppid()
+        self.next(self.join)
+
+    @step
+    def join(self, inputs):
+        self.ppids = sorted({i.ppid for i in inputs})
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+if __name__ == "__main__":
+    Parents()
+""")
+    p = run_py(path, "run", "--quiet", env={"REELFLOW_FORK_SERVER": fork_server})
+    assert p.returncode == 0, p.stderr
+    run = Flow("Parents").latest_run
+    scheduler_pid = run._row["pid"]
+    ppids = run["join"].task.data.ppids
+    assert len(ppids) == 1  # one parent for every worker
+    assert (ppids[0] != scheduler_pid) == (fork_server == "1")

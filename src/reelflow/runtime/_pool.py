@@ -21,25 +21,31 @@ from ._worker import Worker, start_worker
 
 __all__ = ["WorkerPool"]
 
+_ZYGOTE = object()  # selector tag of the fork server's socket
+
 
 class WorkerPool:
     """Worker processes of one run. ``echo(spec, stream, line)`` receives their output lines."""
 
     def __init__(self, flow_cls: Any, store: Any, tmp_dir: Path, *, echo: Callable[[TaskSpec, str, bytes], None],
-                 use_fork: bool = True) -> None:
+                 use_fork: bool = True, zygote: Any = None) -> None:
         self.flow_cls = flow_cls
         self.store = store
         self.tmp_dir = tmp_dir
         self.echo = echo
         self.use_fork = use_fork
+        self.zygote = zygote if use_fork else None
         self.running: dict[int, Worker] = {}
         self.selector = selectors.DefaultSelector()
+        if self.zygote is not None:
+            self.selector.register(self.zygote.fileno(), selectors.EVENT_READ, _ZYGOTE)
 
     def __len__(self) -> int:
         return len(self.running)
 
     def start(self, spec: TaskSpec, frames: list[dict[str, Any]], timeout_seconds: float, now: float) -> None:
-        w = start_worker(self.flow_cls, spec, self.store, self.tmp_dir, now=now, use_fork=self.use_fork)
+        w = start_worker(self.flow_cls, spec, self.store, self.tmp_dir, now=now, use_fork=self.use_fork,
+                         zygote=self.zygote)
         w.frames = frames
         if timeout_seconds:
             w.deadline = now + timeout_seconds
@@ -54,7 +60,11 @@ class WorkerPool:
         deadlines = [w.deadline for w in self.running.values() if w.deadline]
         timeout = max_wait if not deadlines else max(0.0, min(max_wait, min(deadlines) - now))
         for key, _ in self.selector.select(timeout):
-            self._read(key.fd, key.data)
+            if key.data is _ZYGOTE:
+                assert self.zygote is not None
+                self.zygote.collect()
+            else:
+                self._read(key.fd, key.data)
         now = time.time()
         ended = []
         for pid, w in list(self.running.items()):
@@ -66,7 +76,7 @@ class WorkerPool:
                 _kill(pid)
             # Once its pipes are closed the worker is exiting: wait for it rather
             # than poll an empty selector.
-            done, status = os.waitpid(pid, 0 if not w.fds else os.WNOHANG)
+            done, status = self._reap(pid, block=not w.fds)
             if done:
                 w.exit_status = status
                 for fd in list(w.fds):
@@ -74,6 +84,16 @@ class WorkerPool:
                 del self.running[pid]
                 ended.append((w, self._result(w)))
         return ended
+
+    def _reap(self, pid: int, block: bool) -> tuple[int, int]:
+        """(pid, wait status) once the worker has exited, else (0, 0)."""
+        if self.zygote is None:
+            return os.waitpid(pid, 0 if block else os.WNOHANG)
+        if block:
+            return pid, self.zygote.wait_exit(pid)
+        self.zygote.collect()
+        status = self.zygote.exits.pop(pid, None)
+        return (0, 0) if status is None else (pid, status)
 
     def _read(self, fd: int, w: Worker, final: bool = False) -> None:
         stream = w.fds.get(fd)
@@ -131,7 +151,7 @@ class WorkerPool:
         deadline = time.time() + 2.0
         while self.running and time.time() < deadline:
             for pid, w in list(self.running.items()):
-                done, _ = os.waitpid(pid, os.WNOHANG)
+                done, _ = self._reap(pid, block=False)
                 if done:
                     del self.running[pid]
                     for fd in list(w.fds):
@@ -139,7 +159,7 @@ class WorkerPool:
             time.sleep(0.01)
         for pid, w in list(self.running.items()):
             _kill(pid)
-            os.waitpid(pid, 0)
+            self._reap(pid, block=True)
             for fd in list(w.fds):
                 self._close_fd(fd, w)
         self.running.clear()

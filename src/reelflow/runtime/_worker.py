@@ -118,9 +118,19 @@ def _child_main(flow_cls: Any, spec: TaskSpec, store: Any, result_path: Path, ou
 
 
 def start_worker(
-    flow_cls: Any, spec: TaskSpec, store: Any, tmp_dir: Path, *, now: float, use_fork: bool = True
+    flow_cls: Any, spec: TaskSpec, store: Any, tmp_dir: Path, *, now: float, use_fork: bool = True,
+    zygote: Any = None,
 ) -> Worker:
     result_path = tmp_dir / f"{spec.run_id}-{spec.task_id}-{spec.attempt}-{os.getpid()}.result"
+    if zygote is not None:  # fork from the small fork server (see _zygote.py)
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        try:
+            pid = zygote.spawn(spec, result_path, out_w, err_w)
+        finally:
+            os.close(out_w)
+            os.close(err_w)
+        return Worker(spec, pid, {out_r: "stdout", err_r: "stderr"}, result_path, now)
     if use_fork and fork_available():
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()

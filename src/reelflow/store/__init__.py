@@ -10,12 +10,15 @@ Layout of the default local store (``REELFLOW_HOME``, default ``./.reelflow``)::
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import Config, load_config
 from ._blobs import BlobStore, FsspecBlobStore, LocalBlobStore, open_blob_store
-from ._metadata import ArtifactRef, MetadataStore, TaskRecord
 from ._serialize import decode, encode
+from ._types import ArtifactRef, TaskRecord
+
+if TYPE_CHECKING:
+    from ._metadata import MetadataStore
 
 __all__ = [
     "Store",
@@ -36,7 +39,17 @@ class Store:
     def __init__(self, config: Config | None = None) -> None:
         self.config = config or load_config()
         self.blobs: BlobStore = open_blob_store(self.config.store_url)
-        self.metadata = MetadataStore(self.config.metadata_url)
+        self._metadata: MetadataStore | None = None
+
+    @property
+    def metadata(self) -> MetadataStore:
+        """The metadata database (SQLAlchemy loads on first use: workers that only
+        write blobs never import it)."""
+        if self._metadata is None:
+            from ._metadata import MetadataStore
+
+            self._metadata = MetadataStore(self.config.metadata_url)
+        return self._metadata
 
     def save(self, obj: Any) -> ArtifactRef:
         """Encode and store ``obj``; identical values share one blob."""
@@ -65,3 +78,11 @@ def get_store(config: Config | None = None) -> Store:
     if st is None:
         st = _stores[k] = Store(config)
     return st
+
+
+def __getattr__(name: str) -> Any:
+    if name == "MetadataStore":
+        from ._metadata import MetadataStore
+
+        return MetadataStore
+    raise AttributeError(f"module 'reelflow.store' has no attribute {name!r}")

@@ -14,47 +14,15 @@ import socket
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, insert, select, update
 
 from ..errors import NotFoundError, SchemaVersionError, StoreError
 from . import _schema as s
+from ._types import ArtifactRef, TaskRecord
 
 __all__ = ["MetadataStore", "TaskRecord", "ArtifactRef"]
-
-
-@dataclass(frozen=True)
-class ArtifactRef:
-    """Where an artifact's value lives: its blob key, raw size and type name."""
-
-    key: str
-    size: int
-    type: str
-
-
-@dataclass
-class TaskRecord:
-    """One finished attempt of a task, as the runtime reports it."""
-
-    step_name: str
-    task_id: int
-    attempt: int
-    status: str
-    task_key: str
-    started_at: float
-    finished_at: float
-    split_index: int | None = None
-    foreach_stack: list[Any] = field(default_factory=list)
-    input_paths: list[str] = field(default_factory=list)
-    exception: str | None = None
-    stdout_key: str | None = None
-    stderr_key: str | None = None
-    cloned_from: str | None = None
-    resources: dict[str, Any] | None = None
-    result: dict[str, Any] | None = None
-    metrics: list[tuple[str, float, int | None, float]] = field(default_factory=list)  # name, value, step, time
 
 
 def _sqlite_pragmas(engine: Engine) -> None:
