@@ -2,8 +2,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 

@@ -43,7 +43,6 @@ def part1() -> None:
         logs, bts, results = pipeline()
         times.append(time.perf_counter() - t0)
     elapsed = min(times)
-    n, k, L = logs["n_rounds"], logs["n_actions"], logs["len_list"]
     report(logs, bts, results, elapsed)
 
 

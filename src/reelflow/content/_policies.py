@@ -21,16 +21,12 @@ from typing import Any
 import numpy as np
 from scipy.special import ndtr
 
-from ..estimator import BaseEstimator, check_is_fitted
+from ..estimator import BaseEstimator
 
-__all__ = ["BasePolicy", "EpsilonGreedy", "LinUCB", "LinTS", "BernoulliTS", "LoggedBandit"]
+__all__ = ["BasePolicy", "EpsilonGreedy", "LinUCB", "LinTS", "BernoulliTS"]
 
 _GH_X, _GH_W = np.polynomial.hermite_e.hermegauss(48)  # P(argmax) of Gaussians to ~1e-6
 _GH_W = _GH_W / _GH_W.sum()
-
-
-class LoggedBandit(dict):  # type: ignore[type-arg]
-    """Logged decisions as OBP's ``bandit_feedback`` dict: context, action, reward, pscore[, position]."""
 
 
 def _as_contexts(contexts: Any) -> np.ndarray:
@@ -404,6 +400,3 @@ class BernoulliTS(BasePolicy):
             raise ValueError("fit(logs): the logs are empty")
         return self.update(None, logs["action"], logs["reward"])
 
-
-def check_fitted_policy(policy: BasePolicy) -> None:
-    check_is_fitted(policy, "ridge_")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._policies import BasePolicy, BernoulliTS, EpsilonGreedy, LinTS, LinUCB, LoggedBandit
+from ._policies import BasePolicy, BernoulliTS, EpsilonGreedy, LinTS, LinUCB
 from ._simulator import ArtworkSimulator, Impressions
 
 __all__ = [
@@ -11,7 +11,6 @@ __all__ = [
     "LinUCB",
     "LinTS",
     "BernoulliTS",
-    "LoggedBandit",
     "ArtworkSimulator",
     "Impressions",
 ]

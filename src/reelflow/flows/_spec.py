@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..errors import FlowDefinitionError, MergeArtifactsError, ParameterError, TransitionError
+from ..errors import MergeArtifactsError, ParameterError, TransitionError
 from ._artifacts import ArtifactScope, Inputs
 from ._graph import RESERVED, FlowGraph
 from ._parameters import Parameter
@@ -296,7 +296,3 @@ def _is_script_entry(cls: type) -> bool:
     except OSError:
         return False
 
-
-def check_flow_class(cls: Any) -> None:
-    if not (isinstance(cls, type) and issubclass(cls, FlowSpec)):
-        raise FlowDefinitionError(f"{cls!r} is not a FlowSpec subclass")

@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import FlowDefinitionError, ParameterError, RunFailedError
+from ..errors import ParameterError, RunFailedError
 from ..flows._decorators import StepDecorator
 from ..flows._parameters import ParameterContext
 from ..flows._spec import FlowSpec
@@ -278,7 +278,6 @@ class LocalRuntime:
             for stream, data in logs.items():
                 if data:
                     log_keys[stream] = self.store.save(bytes(data)).key
-        node = self.graph[spec.step_name]
         decos = self._decorators(spec.step_name)
         rec = TaskRecord(
             step_name=spec.step_name,
@@ -460,7 +459,3 @@ def _short_repr(v: Any) -> str:
     r = repr(v)
     return r if len(r) <= 200 else r[:197] + "..."
 
-
-def check_flow(flow_cls: Any) -> None:
-    if not (isinstance(flow_cls, type) and issubclass(flow_cls, FlowSpec)):
-        raise FlowDefinitionError(f"{flow_cls!r} is not a FlowSpec subclass")

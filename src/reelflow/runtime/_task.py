@@ -39,7 +39,6 @@ class TaskSpec:
     tags: frozenset[str]
     origin_run_id: str | None = None
     foreach_frames: list[dict[str, Any]] = field(default_factory=list)
-    split_frames: list[dict[str, Any]] = field(default_factory=list)  # all frames, for scheduling
     join_inputs: list[tuple[str, str, dict[str, ArtifactRef]]] | None = None
     fallback_exception: str | None = None  # set for a @catch fallback attempt
     visit: int = 0
