@@ -16,6 +16,7 @@ for a batch), never a re-inversion.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any
 
 import numpy as np
@@ -77,7 +78,7 @@ class _Ridge:
             self.A_inv[j] = ci.T @ ci
 
 
-class BasePolicy(BaseEstimator):
+class BasePolicy(BaseEstimator, ABC):
     """``select`` / ``action_distribution`` / ``update`` / ``fit`` for every policy."""
 
     n_actions: int
@@ -206,8 +207,9 @@ class BasePolicy(BaseEstimator):
             w = (1.0 / ps) / np.mean(1.0 / ps)
         return self.update(logs["context"], logs["action"], logs["reward"], weights=w)
 
+    @abstractmethod
     def _distribution(self, x: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        raise NotImplementedError  # pragma: no cover - abstract
+        """Probability of each allowed action, (n, n_actions)."""
 
 
 def _argmax_dist(scores: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -351,16 +353,18 @@ class BernoulliTS(BasePolicy):
             dist[:, pos] = np.bincount(ranked[:, pos], minlength=self.n_actions) / self.n_sim
         return dist
 
+    def _distribution(self, x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        d = np.where(mask, self._slate_distribution()[:, 0][None, :], 0.0)
+        return d / d.sum(axis=1, keepdims=True)
+
     def action_distribution(self, contexts: Any, candidates: Any = None) -> np.ndarray:
         self._check_n_actions()
         n = len(contexts) if not isinstance(contexts, (int, np.integer)) else int(contexts)
-        dist = self._slate_distribution()
         if candidates is not None:
             if self.len_list != 1:
                 raise ValueError("candidates are supported for len_list=1 only")
-            mask = self._mask(n, candidates)
-            d = np.where(mask, dist[:, 0][None, :], 0.0)
-            return d / d.sum(axis=1, keepdims=True)
+            return self._distribution(np.empty((n, 0)), self._mask(n, candidates))
+        dist = self._slate_distribution()
         out = np.broadcast_to(dist[None], (n, *dist.shape))
         return out[:, :, 0].copy() if self.len_list == 1 else out.copy()
 

@@ -14,6 +14,7 @@ the same ``random_state``.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -147,14 +148,15 @@ def estimate_confidence_interval_by_bootstrap(
 
 # -- estimators --------------------------------------------------------------------------
 @dataclass
-class BaseOffPolicyEstimator:
+class BaseOffPolicyEstimator(ABC):
     """OBP's estimator interface: ``estimate_round_rewards``, ``estimate_policy_value``,
     ``estimate_interval``."""
 
     estimator_name: str = "base"
 
+    @abstractmethod
     def _round_rewards(self, **kw: Any) -> np.ndarray:
-        raise NotImplementedError  # pragma: no cover - abstract
+        """The per-round values whose mean is the estimate."""
 
     def estimate_round_rewards(self, **kwargs: Any) -> np.ndarray:
         return self._round_rewards(**kwargs)

@@ -10,6 +10,7 @@ unknown users, item-item similarity and save/load.
 from __future__ import annotations
 
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -43,7 +44,7 @@ def _scoring_threads() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
-class RecommenderBase(BaseEstimator):
+class RecommenderBase(BaseEstimator, ABC):
     """Base class of recommenders (fit / recommend / similar_items / save / load).
 
     Unknown users (not in the training data, or with no training interactions)
@@ -56,11 +57,13 @@ class RecommenderBase(BaseEstimator):
     _threaded_scoring = False
 
     # -- to implement ------------------------------------------------------------
+    @abstractmethod
     def _fit(self, X: sp.csr_matrix) -> None:
-        raise NotImplementedError  # pragma: no cover - abstract
+        """Learn from the users x items matrix (float32 CSR)."""
 
+    @abstractmethod
     def _score(self, users: np.ndarray) -> np.ndarray:
-        raise NotImplementedError  # pragma: no cover - abstract
+        """Dense float32 scores (len(users), n_items) for known users' positions."""
 
     def _item_vectors(self) -> np.ndarray | sp.spmatrix:
         """Item representations for similar_items (rows = items); default: who watched them."""
