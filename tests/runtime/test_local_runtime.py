@@ -431,3 +431,58 @@ def test_spawn_fallback_runs_tasks(load_flow):
     cls = load_flow(BRANCHES)
     r = run(cls, use_fork=False)
     assert r.data.summary == ([2, 4, 6], 1, False)
+
+
+def test_foreach_inside_a_branch_and_a_branch_inside_a_foreach(load_flow):
+    cls = load_flow("""
+        class Mixed(FlowSpec):
+            @step
+            def start(self):
+                self.next(self.left, self.right)
+            @step
+            def left(self):
+                self.xs = [1, 2, 3]
+                self.next(self.each, foreach="xs")
+            @step
+            def each(self):
+                self.y = self.input * 10
+                self.next(self.gather)
+            @step
+            def gather(self, inputs):
+                self.ys = [i.y for i in inputs]
+                self.next(self.join)
+            @step
+            def right(self):
+                self.groups = ["a", "b"]
+                self.next(self.per_group, foreach="groups")
+            @step
+            def per_group(self):
+                self.g = self.input
+                self.next(self.p, self.q)
+            @step
+            def p(self):
+                self.v = self.g + "p"
+                self.next(self.pq)
+            @step
+            def q(self):
+                self.v = self.g + "q"
+                self.next(self.pq)
+            @step
+            def pq(self, inputs):
+                self.pair = inputs.p.v + inputs.q.v
+                self.next(self.groups_join)
+            @step
+            def groups_join(self, inputs):
+                self.pairs = [i.pair for i in inputs]
+                self.next(self.join)
+            @step
+            def join(self, inputs):
+                self.result = (inputs.gather.ys, inputs.groups_join.pairs)
+                self.next(self.end)
+            @step
+            def end(self):
+                pass
+    """)
+    r = run(cls)
+    assert r.data is not None and r["join"].task.data.result == ([10, 20, 30], ["apaq", "bpbq"])
+    assert len(r["pq"].tasks()) == 2 and len(r["each"].tasks()) == 3
