@@ -4,13 +4,18 @@
 
 Times (a) the 10,000 calls inside the step and (b) the whole task's extra cost of
 storing them (the run with the metrics minus the same run without), best of 5.
-Goal: <= 0.2 s for the 10,000 points in total. MLflow's per-call `log_metric`
-took ~20 ms each here (192 s for 10,000), quoted: mlflow is not installed.
+Goal: <= 0.2 s for the 10,000 points in total. MLflow runs in the same script when
+it is importable, or from another interpreter given with ``--mlflow-python`` (its
+dependencies clash less there): 500 single `mlflow.log_metric` calls against its
+SQLite backend, extrapolated to 10,000.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
+import subprocess
+import sys
 import tempfile
 import textwrap
 import time
@@ -36,7 +41,31 @@ FLOW = textwrap.dedent('''
 ''')
 
 
+MLFLOW_SNIPPET = textwrap.dedent('''
+    import os, sys, time
+    import mlflow
+    mlflow.set_tracking_uri("sqlite:///" + os.path.join(sys.argv[1], "mlflow.db"))
+    with mlflow.start_run():
+        mlflow.log_metric("warmup", 0.0)
+        t = time.perf_counter()
+        for i in range(500):
+            mlflow.log_metric("loss", 1.0 / (i + 1), step=i)
+        print((time.perf_counter() - t) / 500)
+''')
+
+
+def mlflow_per_call(python: str, tmp: str) -> float | None:
+    p = subprocess.run([python, "-c", MLFLOW_SNIPPET, tmp], capture_output=True, text=True, timeout=600)
+    if p.returncode != 0:
+        print(f"mlflow run failed: {p.stderr.strip().splitlines()[-1] if p.stderr.strip() else p.returncode}")
+        return None
+    return float(p.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--mlflow-python", default=None, help="an interpreter that can import mlflow")
+    args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["REELFLOW_HOME"] = str(Path(tmp) / "home")
         path = Path(tmp) / "track_flow.py"
@@ -63,7 +92,21 @@ def main() -> None:
         print(f"10,000 log_metric calls inside the step: {rows[10_000][1] * 1e3:.1f} ms")
         print(f"whole run with 10,000 points {rows[10_000][0]:.3f}s vs without {rows[0][0]:.3f}s: "
               f"{extra * 1e3:.0f} ms extra for calls + batched write ({stored:,} points stored; goal <= 200 ms)")
-        print("MLflow per-call log_metric: ~192 s for 10,000 (quoted from the issue; mlflow not installed)")
+        python = args.mlflow_python
+        if python is None:
+            try:
+                import mlflow  # noqa: F401
+
+                python = sys.executable
+            except ImportError:
+                pass
+        if python is None:
+            print("MLflow: not importable here and no --mlflow-python given (the issue quotes ~20 ms per call)")
+            return
+        per_call = mlflow_per_call(python, tmp)
+        if per_call is not None:
+            print(f"MLflow log_metric, SQLite backend: {per_call * 1e3:.2f} ms per call -> {per_call * 1e4:.1f} s "
+                  f"for 10,000 (measured on 500); reelflow is {per_call * 1e4 / extra:.0f}x faster end to end")
 
 
 if __name__ == "__main__":
