@@ -24,6 +24,7 @@ class Tracked(FlowSpec):
     @step
     def end(self):
         current.log_metric("final", self.lr * 10)
+        current.log_metric("valid ndcg", self.lr)
 """
 
 
@@ -41,7 +42,7 @@ def test_metrics_are_recorded_in_batches(tracked):
     loss = m[m.name == "loss"]
     assert len(loss) == 10_000 and loss.step.tolist()[:3] == [0, 1, 2] and loss.value.iloc[-1] == pytest.approx(1e-4)
     assert run.final_metrics["ndcg@10"] == pytest.approx(0.25) and run.final_metrics["final"] == pytest.approx(0.5)
-    assert set(run["end"].task.metrics.name) == {"final"}
+    assert set(run["end"].task.metrics.name) == {"final", "valid ndcg"}
     assert run.parameters == {"lr": "0.05"}
 
 
@@ -51,6 +52,7 @@ def test_find_and_compare_runs(tracked):
     assert [r.id for r in find_runs("Tracked", where=["params.lr == 0.05"])] == [ids[0]]
     assert [r.id for r in find_runs("Tracked", tags=["lr0.2"])] == [ids[1]]
     assert find_runs("Tracked", where=["metrics.nope > 0"]) == []
+    assert [r.id for r in find_runs("Tracked", where=["metrics.valid ndcg>=0.1"])] == [ids[1]]  # names may hold spaces
     with pytest.raises(ParameterError, match="cannot read the condition"):
         find_runs("Tracked", where=["ndcg > 1"])
     table = compare_runs([f"Tracked/{i}" for i in ids])

@@ -17,7 +17,7 @@ _OPS: dict[str, Callable[[Any, Any], bool]] = {
     ">=": operator.ge, "<=": operator.le, "!=": operator.ne, "==": operator.eq, ">": operator.gt, "<": operator.lt,
     "=": operator.eq,
 }
-_COND = re.compile(r"^\s*(metrics|params|tags)\.(\S+?)\s*(>=|<=|!=|==|>|<|=)\s*(.+?)\s*$")
+_COND = re.compile(r"^\s*(metrics|params)\.(.+?)\s*(>=|<=|!=|==|>|<|=)\s*(.+?)\s*$")
 
 
 def parse_condition(text: str) -> tuple[str, str, str, Any]:

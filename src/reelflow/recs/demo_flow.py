@@ -71,7 +71,7 @@ class RecsDemoFlow(FlowSpec):
         self.fit_seconds = time.perf_counter() - t0
         self.report = recs.evaluate(self.model, self.train, self.test, k=(10, 20))
         current.log_metrics({f"{m}@{k}": v for m, k, v in self.report.itertuples(index=False)})
-        current.log_metric("valid ndcg@10", self.valid_ndcg10)
+        current.log_metric("valid_ndcg@10", self.valid_ndcg10)
         self.next(self.choose)
 
     @step
@@ -106,8 +106,8 @@ class RecsDemoFlow(FlowSpec):
             metrics={"test ndcg@10": float(scores[("ndcg", 10)]), "valid ndcg@10": float(best.valid_ndcg10)},
             description=f"{self.champion_name} {best.best_params}, chosen on validation by RecsDemoFlow",
         ).spec
-        current.log_metrics({"champion test ndcg@10": float(scores[("ndcg", 10)]),
-                             "champion valid ndcg@10": float(best.valid_ndcg10)})
+        current.log_metrics({"champion_test_ndcg@10": float(scores[("ndcg", 10)]),
+                             "champion_valid_ndcg@10": float(best.valid_ndcg10)})
         self.next(self.end)
 
     @step
