@@ -6,6 +6,8 @@ variable                   meaning                                     default
 ``REELFLOW_HOME``          the store root (blobs, SQLite file, logs)   ``./.reelflow``
 ``REELFLOW_METADATA_URL``  SQLAlchemy URL of the metadata database     SQLite in the home
 ``REELFLOW_STORE_URL``     where blobs live (folder or fsspec URL)     ``<home>/blobs``
+``REELFLOW_STORE_OPTIONS`` JSON of fsspec options for that URL, e.g.   none
+                           ``{"endpoint_url": "http://minio:9000"}``
 ``REELFLOW_USER``          user name recorded on runs                  ``$USER``
 =========================  ==========================================  =====================
 """
@@ -13,9 +15,13 @@ variable                   meaning                                     default
 from __future__ import annotations
 
 import getpass
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from .errors import StoreError
 
 __all__ = ["Config", "load_config"]
 
@@ -28,6 +34,7 @@ class Config:
     metadata_url: str
     store_url: str
     user: str
+    store_options: tuple[tuple[str, Any], ...] = ()  # fsspec storage options (hashable)
 
 
 def _default_user() -> str:
@@ -42,4 +49,14 @@ def load_config(home: str | os.PathLike[str] | None = None) -> Config:
     root = Path(home or os.environ.get("REELFLOW_HOME") or ".reelflow").absolute()
     metadata_url = os.environ.get("REELFLOW_METADATA_URL") or f"sqlite:///{root / 'metadata.db'}"
     store_url = os.environ.get("REELFLOW_STORE_URL") or str(root / "blobs")
-    return Config(home=root, metadata_url=metadata_url, store_url=store_url, user=_default_user())
+    raw = os.environ.get("REELFLOW_STORE_OPTIONS") or "{}"
+    try:
+        options = json.loads(raw)
+        if not isinstance(options, dict):
+            raise ValueError("not an object")
+    except ValueError as exc:
+        raise StoreError(
+            f"REELFLOW_STORE_OPTIONS is not a JSON object ({exc}); write e.g. '{{\"endpoint_url\": \"http://host:9000\"}}'"
+        ) from None
+    return Config(home=root, metadata_url=metadata_url, store_url=store_url, user=_default_user(),
+                  store_options=tuple(sorted(options.items())))

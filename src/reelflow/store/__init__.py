@@ -38,7 +38,7 @@ class Store:
 
     def __init__(self, config: Config | None = None) -> None:
         self.config = config or load_config()
-        self.blobs: BlobStore = open_blob_store(self.config.store_url)
+        self.blobs: BlobStore = open_blob_store(self.config.store_url, dict(self.config.store_options))
         self._metadata: MetadataStore | None = None
 
     @property
@@ -67,13 +67,13 @@ def _type_name(obj: Any) -> str:
     return t.__name__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
 
 
-_stores: dict[tuple[str, str], Store] = {}
+_stores: dict[tuple[Any, ...], Store] = {}
 
 
 def get_store(config: Config | None = None) -> Store:
     """The process-wide :class:`Store` for ``config`` (default: the environment's)."""
     config = config or load_config()
-    k = (config.metadata_url, config.store_url)
+    k = (config.metadata_url, config.store_url, config.store_options)
     st = _stores.get(k)
     if st is None:
         st = _stores[k] = Store(config)

@@ -94,10 +94,22 @@ class FsspecBlobStore:
     """Blobs on any fsspec filesystem (``s3://bucket/prefix``, ``file:///...``)."""
 
     def __init__(self, url: str, **storage_options: Any) -> None:
-        import fsspec
-
         self.url = url.rstrip("/")
-        self.fs, self.root = fsspec.core.url_to_fs(self.url, **storage_options)
+        self._options = storage_options
+        self._pid = -1
+        self._fs: Any = None
+        self.root = ""
+        self.fs  # resolve now, so a bad URL fails early
+
+    @property
+    def fs(self) -> Any:
+        """The filesystem, opened per process: clients such as s3fs are not fork-safe."""
+        if self._pid != os.getpid():
+            import fsspec
+
+            self._fs, self.root = fsspec.core.url_to_fs(self.url, skip_instance_cache=True, **self._options)
+            self._pid = os.getpid()
+        return self._fs
 
     def _path(self, key: str) -> str:
         return f"{self.root}/{key[:2]}/{key}"
@@ -126,10 +138,10 @@ class FsspecBlobStore:
             raise NotFoundError(f"blob {key} is missing from {self.url}") from None
 
 
-def open_blob_store(url: str) -> BlobStore:
-    """A local folder for plain paths, fsspec for URLs with a scheme."""
+def open_blob_store(url: str, options: dict[str, Any] | None = None) -> BlobStore:
+    """A local folder for plain paths, fsspec (with ``options``) for URLs with a scheme."""
     if "://" in url and not url.startswith("file://"):
-        return FsspecBlobStore(url)
+        return FsspecBlobStore(url, **(options or {}))
     if url.startswith("file://"):
         url = url[len("file://") :]
     return LocalBlobStore(url)
