@@ -96,3 +96,12 @@ def test_filter_reindexes():
     f = d.filter(min_item_interactions=20)
     assert f.n_items < d.n_items and np.bincount(f.items).min() >= 20
     assert set(f.item_ids.tolist()) <= set(d.item_ids.tolist())
+
+
+def test_reading_an_interactions_does_not_change_its_bytes():
+    from reelflow.store._serialize import encode
+
+    d = synthetic(n_users=50, n_items=40, n_interactions=500)
+    before = encode(d).key
+    d.matrix, d.user_index([0]), d.item_index([1])  # caches derived state
+    assert encode(d).key == before  # so a step that only reads it stores nothing new

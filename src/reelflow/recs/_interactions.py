@@ -237,6 +237,13 @@ class Interactions:
         col = self.item_meta["title"]
         return [str(col.get(i, i)) for i in ids]
 
+    _DERIVED = ("matrix", "_user_index", "_item_index")
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Cached derived state is rebuilt on demand: leaving it out keeps artifacts small
+        # and makes an Interactions that was only read pickle to the same bytes (same blob).
+        return {k: v for k, v in self.__dict__.items() if k not in self._DERIVED}
+
     def __repr__(self) -> str:
         ts = ", timestamps" if self.timestamps is not None else ""
         return f"Interactions({len(self):,} interactions, {self.n_users:,} users x {self.n_items:,} items{ts})"
