@@ -10,6 +10,7 @@ Layout of the default local store (``REELFLOW_HOME``, default ``./.reelflow``)::
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Any
 
 from ..config import Config, load_config
@@ -46,9 +47,11 @@ class Store:
         """The metadata database (SQLAlchemy loads on first use: workers that only
         write blobs never import it)."""
         if self._metadata is None:
-            from ._metadata import MetadataStore
+            with _lock:
+                if self._metadata is None:
+                    from ._metadata import MetadataStore
 
-            self._metadata = MetadataStore(self.config.metadata_url)
+                    self._metadata = MetadataStore(self.config.metadata_url)
         return self._metadata
 
     def save(self, obj: Any) -> ArtifactRef:
@@ -68,6 +71,7 @@ def _type_name(obj: Any) -> str:
 
 
 _stores: dict[tuple[Any, ...], Store] = {}
+_lock = threading.RLock()
 
 
 def get_store(config: Config | None = None) -> Store:
@@ -76,7 +80,10 @@ def get_store(config: Config | None = None) -> Store:
     k = (config.metadata_url, config.store_url, config.store_options)
     st = _stores.get(k)
     if st is None:
-        st = _stores[k] = Store(config)
+        with _lock:
+            st = _stores.get(k)
+            if st is None:
+                st = _stores[k] = Store(config)
     return st
 
 

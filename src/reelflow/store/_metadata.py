@@ -11,6 +11,8 @@ import hashlib
 import json
 import os
 import socket
+import sqlite3
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -30,9 +32,19 @@ def _sqlite_pragmas(engine: Engine) -> None:
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
         cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA busy_timeout=60000")
+        # Switching a new database to WAL needs it to itself and SQLite answers "locked"
+        # at once (no busy wait) while another connection races to do the same; WAL is
+        # persistent, so a short retry settles it.
+        for attempt in range(200):
+            try:
+                cur.execute("PRAGMA journal_mode=WAL")
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or attempt == 199:
+                    raise
+                time.sleep(0.01)
+        cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
 
@@ -49,18 +61,22 @@ class MetadataStore:
         self.url = url
         self._engine: Engine | None = None
         self._pid = os.getpid()
+        self._lock = threading.Lock()
 
     # -- connection management -------------------------------------------------
     @property
     def engine(self) -> Engine:
-        if self._engine is not None and self._pid != os.getpid():
-            # A forked child must not share the parent's connections.
-            self._engine.dispose(close=False)
-            self._engine = None
-        if self._engine is None:
-            self._pid = os.getpid()
-            self._engine = self._connect()
-        return self._engine
+        if self._engine is not None and self._pid == os.getpid():
+            return self._engine
+        with self._lock:  # threads of one process share one engine, created once
+            if self._engine is not None and self._pid != os.getpid():
+                # A forked child must not share the parent's connections.
+                self._engine.dispose(close=False)
+                self._engine = None
+            if self._engine is None:
+                self._engine = self._connect()
+                self._pid = os.getpid()
+            return self._engine
 
     def _connect(self) -> Engine:
         if self.url.startswith("sqlite"):
