@@ -35,7 +35,6 @@ class TaskState:
     foreach_frames: list[dict[str, Any]] = field(default_factory=list)
     inputs: Inputs | None = None
     transition: dict[str, Any] | None = None
-    carried: dict[str, ArtifactRef] = field(default_factory=dict)
     loaded: dict[str, int] = field(default_factory=dict)  # name -> id() of the loaded object
 
 
@@ -265,6 +264,7 @@ class FlowSpec:
                 f"step {state.step_name!r}: merge_artifacts(include=...) names {sorted(missing)} which no input has"
             )
         conflicts = []
+        merged: dict[str, ArtifactRef] = {}  # applied only when nothing conflicts
         for name, keys in sorted(candidates.items()):
             if (include_set and name not in include_set) or name in exclude_set or name in self.__dict__:
                 continue
@@ -274,15 +274,14 @@ class FlowSpec:
             for view in inputs:
                 ref = view.__dict__["_scope"].refs.get(name)
                 if ref is not None:
-                    state.carried[name] = ref
+                    merged[name] = ref
                     break
         if conflicts:
             raise MergeArtifactsError(
                 f"step {state.step_name!r}: artifacts {', '.join(conflicts)} differ between the inputs; assign "
                 "them in the join (self.x = ...) before merge_artifacts(), or pass exclude=[...]"
             )
-        for name in state.carried:
-            state.scope.refs[name] = state.carried[name]
+        state.scope.refs.update(merged)
 
 
 def _is_script_entry(cls: type) -> bool:
