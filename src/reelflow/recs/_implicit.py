@@ -25,6 +25,17 @@ def _fit_implicit(make: Callable[[], Any], X: sp.csr_matrix) -> Any:
 
 
 class _FactorModel(RecommenderBase):
+    """A model fitted by an ``implicit`` class whose constructor takes our parameters by name."""
+
+    _implicit_path: str = ""  # "module:Class" inside implicit.cpu
+
+    def _fit(self, X: sp.csr_matrix) -> None:
+        import importlib
+
+        module, name = self._implicit_path.split(":")
+        cls = getattr(importlib.import_module(module), name)
+        self._store_factors(_fit_implicit(lambda: cls(**self.get_params()), X))
+
     def _store_factors(self, model: Any) -> None:
         self.user_factors_ = np.ascontiguousarray(model.user_factors, dtype=np.float32)
         self.item_factors_ = np.ascontiguousarray(model.item_factors, dtype=np.float32)
@@ -43,6 +54,8 @@ class ALS(_FactorModel):
     confidence ``1 + alpha * weight``, L2 ``regularization``, ``factors`` latent
     dimensions, ``iterations`` sweeps; ``random_state`` seeds the initialisation.
     """
+
+    _implicit_path = "implicit.cpu.als:AlternatingLeastSquares"
 
     def __init__(
         self,
@@ -66,24 +79,11 @@ class ALS(_FactorModel):
         if self.regularization < 0:
             raise ValueError(f"ALS(regularization={self.regularization!r}) must be >= 0")
 
-    def _fit(self, X: sp.csr_matrix) -> None:
-        from implicit.cpu.als import AlternatingLeastSquares
-
-        def make() -> Any:
-            return AlternatingLeastSquares(
-                factors=self.factors,
-                regularization=self.regularization,
-                alpha=self.alpha,
-                iterations=self.iterations,
-                random_state=self.random_state,
-                num_threads=self.num_threads,
-            )
-
-        self._store_factors(_fit_implicit(make, X))
-
 
 class BPR(_FactorModel):
     """Bayesian Personalised Ranking (Rendle et al. 2009) by SGD, through ``implicit``."""
+
+    _implicit_path = "implicit.cpu.bpr:BayesianPersonalizedRanking"
 
     def __init__(
         self,
@@ -106,18 +106,3 @@ class BPR(_FactorModel):
         self._check_positive(factors=self.factors, iterations=self.iterations, learning_rate=self.learning_rate)
         if self.regularization < 0:
             raise ValueError(f"BPR(regularization={self.regularization!r}) must be >= 0")
-
-    def _fit(self, X: sp.csr_matrix) -> None:
-        from implicit.cpu.bpr import BayesianPersonalizedRanking
-
-        def make() -> Any:
-            return BayesianPersonalizedRanking(
-                factors=self.factors,
-                learning_rate=self.learning_rate,
-                regularization=self.regularization,
-                iterations=self.iterations,
-                random_state=self.random_state,
-                num_threads=self.num_threads,
-            )
-
-        self._store_factors(_fit_implicit(make, X))
