@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import pickle
 import struct
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -35,26 +36,28 @@ _SAMPLE_SIZE = 1 << 17
 _MIN_GAIN = 0.85  # compress only when it saves at least 15 %
 _SMALL = 256  # tiny parts are never worth a codec
 
-_zstd_c: Any = None
-_zstd_d: Any = None
+# zstd contexts are not thread-safe (sharing one across threads corrupts output and can
+# crash the interpreter), so each thread gets its own; creating one per call would cost
+# more than small artifacts take to compress.
+_local = threading.local()
 
 
 def _compressor() -> Any:
-    global _zstd_c
-    if _zstd_c is None:
+    c = getattr(_local, "compressor", None)
+    if c is None:
         import zstandard
 
-        _zstd_c = zstandard.ZstdCompressor(level=3)
-    return _zstd_c
+        c = _local.compressor = zstandard.ZstdCompressor(level=3)
+    return c
 
 
 def _decompressor() -> Any:
-    global _zstd_d
-    if _zstd_d is None:
+    d = getattr(_local, "decompressor", None)
+    if d is None:
         import zstandard
 
-        _zstd_d = zstandard.ZstdDecompressor()
-    return _zstd_d
+        d = _local.decompressor = zstandard.ZstdDecompressor()
+    return d
 
 
 class EncodedBlob:
