@@ -14,7 +14,8 @@ kept shallow so that ``except`` clauses stay readable::
     │   └── NamespaceMismatchError   the object exists outside the namespace
     ├── MergeArtifactsError      merge_artifacts found conflicting values
     ├── TransitionError          a step's self.next() disagrees with the graph
-    └── NotFittedError           a model method needs fit() first
+    ├── NotFittedError           a model method needs fit() first
+    └── MissingExtraError        a toolkit's optional dependencies are not installed
 
 Messages name the offending step, parameter, file or id and say what to do.
 """
@@ -34,6 +35,7 @@ __all__ = [
     "MergeArtifactsError",
     "TransitionError",
     "NotFittedError",
+    "MissingExtraError",
 ]
 
 
@@ -86,3 +88,7 @@ class TransitionError(ReelflowError):
 
 class NotFittedError(ReelflowError, ValueError, AttributeError):
     """A model method that needs learned state was called before ``fit``."""
+
+
+class MissingExtraError(ReelflowError, ImportError):
+    """A toolkit was used whose optional dependencies (a ``reelflow[...]`` extra) are absent."""

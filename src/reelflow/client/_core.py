@@ -441,6 +441,9 @@ class Task:
 
 
 def _metrics_frame(rows: list[dict[str, Any]]) -> Any:
+    from .._extras import require
+
+    require("pandas", "metrics as a DataFrame")
     import pandas as pd
 
     cols = ["step_name", "task_id", "name", "value", "step", "timestamp"]

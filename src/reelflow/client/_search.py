@@ -75,6 +75,9 @@ def find_runs(flow: str | None = None, *, tags: Sequence[str] = (), where: Seque
 
 def compare_runs(pathspecs: Sequence[str]) -> Any:
     """Parameters and final metrics of several runs side by side (a DataFrame, one column per run)."""
+    from .._extras import require
+
+    require("pandas", "comparing runs")
     import pandas as pd
 
     cols = {}

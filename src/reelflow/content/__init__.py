@@ -7,4 +7,8 @@
 
 from __future__ import annotations
 
+from .._extras import require
+
+require("content", "reelflow.content")
+
 __all__ = ["bandits", "ope", "experiments"]

@@ -6,6 +6,10 @@
 
 from __future__ import annotations
 
+from .._extras import require
+
+require("recs", "reelflow.recs")
+
 from . import datasets
 from ._base import RecommenderBase
 from ._ease import EASE

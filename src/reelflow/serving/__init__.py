@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from .._extras import require
+
+require("serve", "reelflow.serving")
+
 from ._app import MAX_BATCH, MAX_K, ModelHolder, ServeConfig, create_app
 from ._serve import serve
 
