@@ -35,6 +35,8 @@ __all__ = [
     "MergeArtifactsError",
     "TransitionError",
     "NotFittedError",
+    "ModelFileError",
+    "CorruptModelFileError",
     "MissingExtraError",
 ]
 
@@ -88,6 +90,14 @@ class TransitionError(ReelflowError):
 
 class NotFittedError(ReelflowError, ValueError, AttributeError):
     """A model method that needs learned state was called before ``fit``."""
+
+
+class ModelFileError(ReelflowError, ValueError):
+    """A model file is not one, holds another class, or holds something unsafe to load."""
+
+
+class CorruptModelFileError(ModelFileError, CorruptArtifactError):
+    """A model file is damaged or truncated (its content fails its integrity check)."""
 
 
 class MissingExtraError(ReelflowError, ImportError):

@@ -5,9 +5,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reelflow.errors import CorruptArtifactError, NotFittedError
+import scipy.sparse as sp
+
+from reelflow.errors import CorruptArtifactError, CorruptModelFileError, ModelFileError, NotFittedError
 from reelflow.estimator import clone
-from reelflow.recs import ALS, BPR, EASE, Interactions, ItemKNN, MostPopular
+from reelflow.recs import ALS, BPR, EASE, Interactions, ItemKNN, MostPopular, RecommenderBase
 
 MODELS = [
     MostPopular(),
@@ -110,6 +112,64 @@ def test_save_load_roundtrip_and_bad_files(model, data, tmp_path):
     (tmp_path / "foreign.pkl").write_bytes(b"\x80\x04K\x01.")
     with pytest.raises(ValueError, match="not a reelflow model file"):
         type(m).load(tmp_path / "foreign.pkl")
+
+
+def assert_same_value(a, b, name):
+    assert type(a) is type(b), name
+    if isinstance(a, np.ndarray):
+        assert a.dtype == b.dtype and a.shape == b.shape, name
+        np.testing.assert_array_equal(a, b, err_msg=name)
+    elif sp.issparse(a):
+        assert a.format == b.format and a.dtype == b.dtype and a.shape == b.shape, name
+        assert (a != b).nnz == 0, name
+    elif isinstance(a, pd.DataFrame):
+        pd.testing.assert_frame_equal(a, b)
+    else:
+        assert a == b, name
+
+
+@pytest.mark.parametrize("model", MODELS, ids=ids)
+def test_save_load_roundtrips_every_learned_attribute_exactly(model, tmp_path):
+    """String user ids, int item ids, text metadata with a gap: everything comes back as it was."""
+    rows = [(f"u{u}", i) for u in range(30) for i in range(20) if (u * 7 + i * 3) % 4 == 0]
+    meta = pd.DataFrame({"title": [f"Film {i}" for i in range(20)], "genres": ["Drama", None] * 10,
+                         "year": np.arange(1990, 2010)}, index=pd.Index(range(20), name="item_id"))
+    data = Interactions.from_frame(pd.DataFrame(rows, columns=["user_id", "item_id"]), item_meta=meta)
+    m = clone(model).fit(data)
+    m.save(tmp_path / "m.rf")
+    loaded = RecommenderBase.load(tmp_path / "m.rf")
+    assert type(loaded) is type(m) and loaded.get_params() == m.get_params()
+    learned = {k for k in vars(m) if k.endswith("_") and not k.startswith("_")}
+    assert learned == {k for k in vars(loaded) if k.endswith("_") and not k.startswith("_")}
+    for name in learned:
+        if name == "item_meta_":
+            assert loaded.item_meta_["genres"].isna().tolist() == m.item_meta_["genres"].isna().tolist()
+            pd.testing.assert_frame_equal(loaded.item_meta_.fillna("?"), m.item_meta_.fillna("?"))
+        else:
+            assert_same_value(getattr(m, name), getattr(loaded, name), name)
+    users = ["u0", "u4", "nobody"]
+    np.testing.assert_array_equal(m.recommend(users, n=5)[1], loaded.recommend(users, n=5)[1])
+    assert loaded.recommend(users, n=5)[0].tolist() == m.recommend(users, n=5)[0].tolist()
+
+
+def test_load_checks_the_class_named_in_the_file(data, tmp_path):
+    MostPopular().fit(data).save(tmp_path / "pop.rf")
+    with pytest.raises(ModelFileError, match="holds a reelflow.recs._popular.MostPopular, not a EASE"):
+        EASE.load(tmp_path / "pop.rf")
+    assert isinstance(RecommenderBase.load(tmp_path / "pop.rf"), MostPopular)
+
+
+def test_truncated_and_missing_model_files(data, tmp_path):
+    path = tmp_path / "m.rf"
+    ItemKNN(k=5).fit(data).save(path)
+    raw = path.read_bytes()
+    for cut in (len(raw) // 2, 40):
+        path.write_bytes(raw[:cut])
+        with pytest.raises(CorruptModelFileError, match=f"model file {path} is damaged or truncated"):
+            ItemKNN.load(path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        ItemKNN.load(tmp_path / "nope.rf")
+    assert issubclass(CorruptModelFileError, CorruptArtifactError)
 
 
 @pytest.mark.parametrize("model", MODELS, ids=ids)

@@ -13,7 +13,6 @@ import os
 from abc import ABC, abstractmethod
 from collections.abc import Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -25,7 +24,6 @@ from ._interactions import Interactions
 __all__ = ["RecommenderBase", "top_n"]
 
 R = TypeVar("R", bound="RecommenderBase")
-_MAGIC = b"RFMODEL1"
 
 
 def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -224,35 +222,41 @@ class RecommenderBase(BaseEstimator, ABC):
 
     # -- persistence ---------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the fitted model to ``path`` (hash-checked on load)."""
-        check_is_fitted(self, "item_ids_")
-        from ..store._serialize import encode
+        """Write the fitted model to ``path``: plain arrays plus a JSON header, no pickle.
 
-        blob = encode(self)
-        name = f"{type(self).__module__}.{type(self).__qualname__}".encode()
-        header = _MAGIC + len(name).to_bytes(2, "little") + name + blob.key.encode()
-        tmp = Path(f"{path}.tmp-{os.getpid()}")
-        with open(tmp, "wb") as f:
-            f.write(header)
-            for c in blob.chunks:
-                f.write(c)
-        os.replace(tmp, path)
+        The file is a zip (``.npz`` layout) that :meth:`load` reads without running
+        anything from it; a SHA-256 in the header catches damage (integrity, not
+        authenticity). It is written to a temporary file and renamed into place.
+        """
+        check_is_fitted(self, "item_ids_")
+        from ._persist import save_model
+
+        save_model(self, path)
 
     @classmethod
-    def load(cls: type[R], path: str | os.PathLike[str]) -> R:
-        """Read a model written by :meth:`save`; a foreign or corrupt file is a clear error."""
-        from ..store._serialize import decode
+    def load(cls: type[R], path: str | os.PathLike[str], *, trusted: bool = False) -> R:
+        """Read a model written by :meth:`save`, without executing anything from the file.
 
-        data = bytearray(Path(path).read_bytes())
-        if not data.startswith(_MAGIC):
-            raise ValueError(f"{path} is not a reelflow model file (written by something else, or damaged)")
-        n = int.from_bytes(data[8:10], "little")
-        name = data[10 : 10 + n].decode(errors="replace")
-        key = data[10 + n : 10 + n + 32].decode(errors="replace")
-        model = decode(memoryview(data)[10 + n + 32 :], key, what=f"model file {path}")
-        if not isinstance(model, cls):
-            raise ValueError(f"{path} holds a {name}, not a {cls.__name__}; load it with that class")
+        The class named in the file is checked before anything is built: ``EASE.load``
+        of an ``ALS`` file, a foreign file or an unsafe one (pickled objects) raises
+        :class:`~reelflow.errors.ModelFileError`; a damaged or truncated one raises
+        :class:`~reelflow.errors.CorruptModelFileError`. ``RecommenderBase.load``
+        accepts any recommender class defined in this process.
+
+        Files written by reelflow 0.1 are pickles and are refused unless
+        ``trusted=True``: unpickling can run code, so pass it only for a file you
+        wrote yourself, then save the model again to convert it.
+        """
+        from ._persist import load_model
+
+        model: R = load_model(cls, path, trusted=trusted)
         return model
+
+    def _after_load(self) -> None:
+        """Rebuild derived state (the id -> position maps) after loading learned state."""
+        if "user_ids_" in self.__dict__:
+            self._user_pos = {u: i for i, u in enumerate(self.user_ids_.tolist())}
+            self._item_pos = {v: i for i, v in enumerate(self.item_ids_.tolist())}
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -262,7 +266,4 @@ class RecommenderBase(BaseEstimator, ABC):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        if "user_ids_" in state:
-            self._user_pos = {u: i for i, u in enumerate(self.user_ids_.tolist())}
-            self._item_pos = {v: i for i, v in enumerate(self.item_ids_.tolist())}
-
+        self._after_load()
