@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import numpy as np
 import scipy.sparse as sp
 
+from .._progress import progress_scope
 from ..estimator import BaseEstimator, check_is_fitted
 from ._interactions import Interactions
 
@@ -68,8 +69,12 @@ class RecommenderBase(BaseEstimator, ABC):
         return self.user_items_.T.tocsr()
 
     # -- fitting -------------------------------------------------------------------
-    def fit(self: R, train: Interactions) -> R:
-        """Learn from ``train``; returns self."""
+    def fit(self: R, train: Interactions, *, verbose: bool | None = None) -> R:
+        """Learn from ``train``; returns self.
+
+        Long fits report progress on stderr (a bar in a terminal or notebook, plain
+        lines in logs); ``verbose=False``, or env ``REELFLOW_PROGRESS=0``, silences it.
+        """
         if not isinstance(train, Interactions):
             raise TypeError(f"fit() takes an Interactions object, got {type(train).__name__}; see Interactions.from_frame")
         if len(train) == 0:
@@ -83,7 +88,8 @@ class RecommenderBase(BaseEstimator, ABC):
         self.item_meta_ = train.item_meta
         self._user_pos = {u: i for i, u in enumerate(train.user_ids.tolist())}
         self._item_pos = {v: i for i, v in enumerate(train.item_ids.tolist())}
-        self._fit(X)
+        with progress_scope(verbose):
+            self._fit(X)
         return self
 
     def _validate_params(self) -> None:

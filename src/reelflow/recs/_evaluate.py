@@ -18,11 +18,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._progress import progress, progress_scope
 from ..estimator import clone
 from ._base import RecommenderBase, top_n
 from ._interactions import Interactions
 
 __all__ = ["evaluate", "tune", "TuneResult", "METRICS", "metric_value"]
+
+_EVAL_CHUNK = 4096  # users scored per progress step (recommend batches and threads within it)
 
 METRICS = ("hr", "recall", "precision", "ndcg", "mrr", "map", "coverage", "novelty", "popularity")
 _DEFAULT = ("hr", "recall", "precision", "ndcg", "mrr", "map", "coverage", "novelty")
@@ -57,6 +60,7 @@ def evaluate(
     negatives: np.ndarray | None = None,
     seed: int = 0,
     batch_size: int | None = None,
+    verbose: bool | None = None,
 ) -> pd.DataFrame:
     """Evaluate a fitted model on ``test`` and return a tidy table.
 
@@ -74,6 +78,8 @@ def evaluate(
     sampled_negatives : rank each test item against this many random unseen
         items instead of the whole catalogue (legacy protocol); the negatives used
         are in ``report.attrs["negatives"]`` and can be passed back as ``negatives``.
+    verbose : progress over user batches on stderr (a bar in a terminal or notebook,
+        plain lines in logs); ``False``, or env ``REELFLOW_PROGRESS=0``, silences it.
 
     Returns
     -------
@@ -107,7 +113,13 @@ def evaluate(
     if sampled_negatives is not None or negatives is not None:
         return _sampled(model, train, test, users, ks, metrics, sampled_negatives, negatives, seed)
     kmax = ks[-1]
-    rec_items, _ = model.recommend(user_ids, n=kmax, exclude_seen=True, batch_size=batch_size)
+    rec_items = np.empty((len(user_ids), kmax), dtype=model.item_ids_.dtype)
+    chunk = max(_EVAL_CHUNK, -(-len(user_ids) // 20))  # about 20 progress steps at most
+    with progress(len(user_ids), f"evaluate {type(model).__name__}", unit="user", verbose=verbose) as bar:
+        for lo in range(0, len(user_ids), chunk):
+            part = user_ids[lo : lo + chunk]
+            rec_items[lo : lo + len(part)] = model.recommend(part, n=kmax, exclude_seen=True, batch_size=batch_size)[0]
+            bar.update(len(part))
     rec_idx = model._item_positions(rec_items.ravel(), "evaluate").reshape(rec_items.shape)
     hits = np.asarray(T[np.repeat(users, kmax), rec_idx.ravel()]).reshape(len(users), kmax) > 0
     n_rel = n_rel_all[users]
@@ -209,6 +221,7 @@ def tune(
     *,
     n_iter: int | None = None,
     seed: int = 0,
+    verbose: bool | None = None,
 ) -> TuneResult:
     """Pick hyper-parameters on the **validation** split only.
 
@@ -216,6 +229,10 @@ def tune(
     ones) or a list of parameter dicts. The test split never enters: pass the
     training part and a validation part carved from it (e.g. ``temporal_split(...,
     valid_fraction=0.1)``), then refit the winner on the whole training side.
+
+    Progress (one step per candidate, with the best score so far) goes to stderr;
+    the fits and evaluations inside stay quiet. ``verbose=False``, or env
+    ``REELFLOW_PROGRESS=0``, silences it.
     """
     base = model() if isinstance(model, type) else model
     name, _, _ = metric.partition("@")
@@ -224,15 +241,19 @@ def tune(
     kk = int(metric.partition("@")[2] or 10)
     rows = []
     best: tuple[float, dict[str, Any], RecommenderBase] | None = None
-    for params in _candidates(grid, n_iter, seed):
-        m = clone(base).set_params(**params)
-        t0 = time.perf_counter()
-        m.fit(train)
-        fit_s = time.perf_counter() - t0
-        score = metric_value(evaluate(m, train, valid, k=kk, metrics=(name,)), f"{name}@{kk}")
-        rows.append({**params, metric: score, "fit_seconds": fit_s})
-        if best is None or score > best[0]:
-            best = (score, params, m)
+    candidates = _candidates(grid, n_iter, seed)
+    desc = f"tune {type(base).__name__} ({len(candidates)} candidates, {metric} on validation)"
+    with progress(len(candidates), desc, unit="candidate", verbose=verbose) as bar, progress_scope(False):
+        for params in candidates:
+            m = clone(base).set_params(**params)
+            t0 = time.perf_counter()
+            m.fit(train)
+            fit_s = time.perf_counter() - t0
+            score = metric_value(evaluate(m, train, valid, k=kk, metrics=(name,)), f"{name}@{kk}")
+            rows.append({**params, metric: score, "fit_seconds": fit_s})
+            if best is None or score > best[0]:
+                best = (score, params, m)
+            bar.update(best=best[0])
     assert best is not None
     return TuneResult(best_params=best[1], best_score=best[0], best_model=best[2], results=pd.DataFrame(rows))
 

@@ -8,19 +8,22 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from .._progress import progress
+from ..estimator import check_is_fitted
 from ._base import RecommenderBase
 
 __all__ = ["ALS", "BPR"]
 
 
-def _fit_implicit(make: Callable[[], Any], X: sp.csr_matrix) -> Any:
+def _fit_implicit(make: Callable[[], Any], X: sp.csr_matrix, desc: str, iterations: int) -> Any:
     from threadpoolctl import threadpool_limits
 
     # implicit parallelises itself; a multi-threaded BLAS underneath oversubscribes
     # the cores and can be 10x slower (implicit issues #169, #440).
-    with threadpool_limits(limits=1, user_api="blas"):
+    with threadpool_limits(limits=1, user_api="blas"), progress(iterations, desc, unit="iteration") as bar:
         model = make()
-        model.fit(X, show_progress=False)
+        # our progress (bar or log lines) instead of implicit's tqdm bar, which spams stored logs
+        model.fit(X, show_progress=False, callback=lambda *_: bar.update())
     return model
 
 
@@ -34,7 +37,23 @@ class _FactorModel(RecommenderBase):
 
         module, name = self._implicit_path.split(":")
         cls = getattr(importlib.import_module(module), name)
-        self._store_factors(_fit_implicit(lambda: cls(**self.get_params()), X))
+        desc = f"{type(self).__name__} fit ({X.shape[0]:,} users x {X.shape[1]:,} items)"
+        self._store_factors(_fit_implicit(lambda: cls(**self.get_params()), X, desc, int(self.get_params()["iterations"])))
+
+    def to_implicit(self) -> Any:
+        """The fitted model as an ``implicit`` object, rebuilt from the stored factor arrays.
+
+        Model files keep only the factors (plain arrays); this gives implicit's own API
+        (``recommend``, ``similar_users``, ...) over internal user / item indices.
+        """
+        import importlib
+
+        check_is_fitted(self, "item_factors_")
+        module, name = self._implicit_path.split(":")
+        model = getattr(importlib.import_module(module), name)(**self.get_params())
+        model.user_factors = self.user_factors_.copy()
+        model.item_factors = self.item_factors_.copy()
+        return model
 
     def _store_factors(self, model: Any) -> None:
         self.user_factors_ = np.ascontiguousarray(model.user_factors, dtype=np.float32)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from .._progress import progress
 from ._base import RecommenderBase, top_n
 
 __all__ = ["ItemKNN"]
@@ -42,15 +43,17 @@ class ItemKNN(RecommenderBase):
         k = min(self.k, n - 1)
         rows, cols, vals = [], [], []
         block = max(1, min(n, 2_000_000 // max(n, 1)))
-        for lo in range(0, n, block):
-            hi = min(n, lo + block)
-            sims = np.asarray((Bt[lo:hi] @ B).todense(), dtype=np.float32)
-            sims /= norms[lo:hi, None] * norms[None, :] + self.shrink + 1e-9
-            sims[np.arange(hi - lo), np.arange(lo, hi)] = 0.0
-            idx, val = top_n(sims, k)
-            rows.append(np.repeat(np.arange(lo, hi), k))
-            cols.append(idx.ravel())
-            vals.append(val.ravel())
+        with progress(n, "ItemKNN fit (item-item similarities)", unit="item") as bar:
+            for lo in range(0, n, block):
+                hi = min(n, lo + block)
+                sims = np.asarray((Bt[lo:hi] @ B).todense(), dtype=np.float32)
+                sims /= norms[lo:hi, None] * norms[None, :] + self.shrink + 1e-9
+                sims[np.arange(hi - lo), np.arange(lo, hi)] = 0.0
+                idx, val = top_n(sims, k)
+                rows.append(np.repeat(np.arange(lo, hi), k))
+                cols.append(idx.ravel())
+                vals.append(val.ravel())
+                bar.update(hi - lo)
         S = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
         S.eliminate_zeros()
         # Row i: item i's k neighbours; a user's score for j sums sim(i, j) over seen i.
