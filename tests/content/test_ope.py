@@ -12,7 +12,8 @@ from reelflow.content.ope import (
     estimate_confidence_interval_by_bootstrap, load_open_bandit_dataset,
 )
 
-OBD = Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets" / "open-bandit-sample"
+# The shared sample's random/all folder, gzipped (licence and origin in its README.md).
+OBD_RANDOM = Path(__file__).resolve().parent / "data" / "open-bandit-random"
 
 
 @pytest.fixture(scope="module")
@@ -145,10 +146,9 @@ def test_replay_with_a_deterministic_policy(logs):
 
 
 def test_open_bandit_dataset_loader_and_summary():
-    folder = OBD / "random" / "all"
-    if not (folder / "all.csv").exists():
-        pytest.skip(f"{folder} is missing (shared Open Bandit sample)")
-    bf = load_open_bandit_dataset(folder)
+    bf = load_open_bandit_dataset(OBD_RANDOM)
+    assert bf["action_context"].shape[0] == 80 and bf["context"].shape[0] == 10_000
+    assert load_open_bandit_dataset(OBD_RANDOM, context_set="2")["context"].shape[1] == bf["context"].shape[1] + 80
     assert bf["n_rounds"] == 10_000 and bf["n_actions"] == 80 and bf["len_list"] == 3
     assert set(np.unique(bf["position"])) == {0, 1, 2} and np.allclose(bf["pscore"], 0.0125)
     uniform = np.full((bf["n_rounds"], 80, 3), 1 / 80)

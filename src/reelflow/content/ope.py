@@ -449,13 +449,15 @@ class OffPolicyEvaluation:
 
 # -- data ---------------------------------------------------------------------------------------
 def load_open_bandit_dataset(path: str | Path, *, context_set: str = "1") -> dict[str, Any]:
-    """Read an Open Bandit Dataset folder (``all.csv`` + ``item_context.csv``) into OBP's
-    ``bandit_feedback`` dict (0-based positions; context = one-hot user features, plus the
-    user-item affinities for ``context_set="2"``)."""
+    """Read an Open Bandit Dataset folder (``all.csv`` or ``all.csv.gz``, + ``item_context.csv``)
+    into OBP's ``bandit_feedback`` dict (0-based positions; context = one-hot user features,
+    plus the user-item affinities for ``context_set="2"``)."""
     import pandas as pd
 
     folder = Path(path)
     data_file = folder / "all.csv" if folder.is_dir() else folder
+    if folder.is_dir() and not data_file.exists() and (folder / "all.csv.gz").exists():
+        data_file = folder / "all.csv.gz"
     if not data_file.exists():
         raise FileNotFoundError(f"{data_file} does not exist; point at e.g. open-bandit-sample/random/all")
     df = pd.read_csv(data_file, index_col=0)
