@@ -7,6 +7,7 @@ import pytest
 from reelflow import Flow, models
 from reelflow.errors import CorruptArtifactError, NotFoundError, ReelflowError
 from reelflow.runtime import LocalRuntime
+from reelflow.store._schema import SCHEMA_VERSION
 
 
 def test_versions_aliases_and_history():
@@ -104,4 +105,4 @@ def test_schema_1_store_is_migrated_in_place(load_flow, reelflow_home):
     assert models.register("after-migration", 1).version == 1
     assert Flow("Old").latest_run.data.y == 42  # old runs still read
     con = sqlite3.connect(db)
-    assert con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "2"
+    assert con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == str(SCHEMA_VERSION)

@@ -56,8 +56,10 @@ def test_corruption_detected():
 def test_blob_store_put_get_dedupe(tmp_path, backend):
     bs = LocalBlobStore(tmp_path / "b") if backend == "local" else FsspecBlobStore(f"memory://{tmp_path.name}")
     assert bs.put("ab" + "0" * 30, [b"hello ", b"world"]) is True
-    assert bs.put("ab" + "0" * 30, [b"other"]) is False  # content-addressed: written once
+    assert bs.put("ab" + "0" * 30, [b"hello world"]) is False  # content-addressed: written once
     assert bytes(bs.get("ab" + "0" * 30)) == b"hello world"
+    assert bs.put("ab" + "0" * 30, [b"hello"]) is True  # the stored blob differs (damaged): rewritten
+    assert bytes(bs.get("ab" + "0" * 30)) == b"hello"
     assert bs.exists("ab" + "0" * 30)
     with pytest.raises(NotFoundError, match="missing"):
         bs.get("cd" + "0" * 30)

@@ -14,9 +14,10 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from ..config import Config, load_config
+from ..errors import CorruptArtifactError, NotFoundError
 from ._blobs import BlobStore, FsspecBlobStore, LocalBlobStore, open_blob_store
 from ._serialize import decode, encode
-from ._types import ArtifactRef, TaskRecord
+from ._types import METRIC_NAME_MAX, METRIC_STEP_MAX, METRIC_STEP_MIN, ArtifactRef, TaskRecord
 
 if TYPE_CHECKING:
     from ._metadata import MetadataStore
@@ -31,6 +32,9 @@ __all__ = [
     "MetadataStore",
     "ArtifactRef",
     "TaskRecord",
+    "METRIC_NAME_MAX",
+    "METRIC_STEP_MIN",
+    "METRIC_STEP_MAX",
 ]
 
 
@@ -41,6 +45,20 @@ class Store:
         self.config = config or load_config()
         self.blobs: BlobStore = open_blob_store(self.config.store_url, dict(self.config.store_options))
         self._metadata: MetadataStore | None = None
+        self._md_handle: MetadataStore | None = None
+
+    def _metadata_handle(self) -> MetadataStore:
+        """The metadata store object, not yet connected (connecting creates the schema)."""
+        if self._md_handle is None:
+            from ._metadata import MetadataStore
+
+            url: Any = self.config.metadata_url
+            if self.config.metadata_path is not None:
+                from sqlalchemy import URL
+
+                url = URL.create("sqlite", database=str(self.config.metadata_path))
+            self._md_handle = MetadataStore(url, stale_after=self.config.heartbeat_timeout)
+        return self._md_handle
 
     @property
     def metadata(self) -> MetadataStore:
@@ -49,10 +67,27 @@ class Store:
         if self._metadata is None:
             with _lock:
                 if self._metadata is None:
-                    from ._metadata import MetadataStore
-
-                    self._metadata = MetadataStore(self.config.metadata_url)
+                    self._metadata = self._metadata_handle()
         return self._metadata
+
+    def exists(self) -> bool:
+        """Whether a store (its metadata database) is already there; creates nothing."""
+        with _lock:
+            return self._metadata_handle().exists()
+
+    def describe(self) -> str:
+        """Where metadata and blobs live, for messages: ``metadata: URL; blobs: URL`` (passwords masked)."""
+        with _lock:
+            md = self._metadata_handle().url
+        return f"metadata: {md}; blobs: {self.blobs.url}"
+
+    def missing(self) -> NotFoundError:
+        """The error for a read of a store that does not exist."""
+        home = "" if self.config.metadata_path is None else f" at {self.config.home} (REELFLOW_HOME)"
+        return NotFoundError(
+            f"no reelflow store{home}: nothing was found in {self.describe()}; run a flow first, "
+            "or set REELFLOW_HOME (or REELFLOW_METADATA_URL) to the store you mean"
+        )
 
     def save(self, obj: Any) -> ArtifactRef:
         """Encode and store ``obj``; identical values share one blob."""
@@ -61,8 +96,19 @@ class Store:
         return ArtifactRef(blob.key, blob.raw_size, _type_name(obj))
 
     def load(self, key: str, what: str = "artifact") -> Any:
-        """Read, verify and decode the blob ``key``; ``what`` names it in errors."""
-        return decode(self.blobs.get(key), key, what)
+        """Read, verify and decode the blob ``key``; ``what`` names it in errors.
+
+        A blob that fails its check is moved aside (quarantined), so the next run
+        that produces the same value writes it afresh.
+        """
+        data = self.blobs.get(key)
+        try:
+            return decode(data, key, what)
+        except CorruptArtifactError as exc:
+            moved = self.blobs.quarantine(key, data)
+            if moved is None:
+                raise
+            raise CorruptArtifactError(f"{exc} (the damaged file was moved to {moved})") from None
 
 
 def _type_name(obj: Any) -> str:
@@ -74,8 +120,13 @@ _stores: dict[tuple[Any, ...], Store] = {}
 _lock = threading.RLock()
 
 
-def get_store(config: Config | None = None) -> Store:
-    """The process-wide :class:`Store` for ``config`` (default: the environment's)."""
+def get_store(config: Config | None = None, *, create: bool = True) -> Store:
+    """The process-wide :class:`Store` for ``config`` (default: the environment's).
+
+    With ``create=False`` (readers: the client, ``runs list``, ``models``, ``serve``)
+    a store that does not exist yet raises :class:`NotFoundError` naming where it
+    looked, instead of being created empty.
+    """
     config = config or load_config()
     k = (config.metadata_url, config.store_url, config.store_options)
     st = _stores.get(k)
@@ -84,6 +135,8 @@ def get_store(config: Config | None = None) -> Store:
             st = _stores.get(k)
             if st is None:
                 st = _stores[k] = Store(config)
+    if not create and st._metadata is None and not st.exists():
+        raise st.missing()
     return st
 
 

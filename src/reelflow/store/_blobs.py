@@ -1,23 +1,43 @@
 """Content-addressed blob stores: a local folder (default) or any fsspec URL.
 
-Layout: ``<root>/<key[:2]>/<key>``. A blob is written once (to a temporary name,
-then renamed, so a reader never sees half a blob) and never modified; writing a
-key that already exists is a no-op, which is what stores identical artifacts once.
+Layout: ``<root>/<key[:2]>/<key>``. A blob is written to a temporary name
+(``.tmp-*``), flushed to disk (file and folder ``fsync``) and renamed, so neither a
+reader nor a power loss ever leaves half a blob under its key.
+
+Writing a key that already exists stores nothing new, which is what keeps
+identical artifacts once -- but a stored blob can be damaged afterwards (disk
+errors, a stray edit). So a put that collides compares the stored bytes with the
+new ones and rewrites the blob when they differ, and a read that finds a blob
+corrupt moves it to ``<root>/quarantine/``: the next run producing that value
+heals the store instead of tripping over the damaged file forever.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from ..errors import NotFoundError, StoreError
 
-__all__ = ["BlobStore", "LocalBlobStore", "FsspecBlobStore", "open_blob_store"]
+__all__ = ["BlobStore", "LocalBlobStore", "FsspecBlobStore", "open_blob_store", "BlobInfo"]
 
 Chunk = bytes | bytearray | memoryview
+QUARANTINE = "quarantine"
+_CMP_WINDOW = 1 << 22
+
+
+class BlobInfo(NamedTuple):
+    """A file in a blob store, as the garbage collector sees it."""
+
+    kind: str  # "blob", "tmp" (a writer's partial file) or "quarantine"
+    path: str
+    size: int
+    mtime: float
 
 
 class BlobStore(Protocol):
@@ -26,7 +46,7 @@ class BlobStore(Protocol):
     url: str
 
     def put(self, key: str, chunks: Sequence[Chunk]) -> bool:
-        """Store ``chunks`` under ``key``; return False when the key already existed."""
+        """Store ``chunks`` under ``key``; return False when an identical blob was already there."""
 
     def get(self, key: str) -> bytearray:
         """Return the blob's bytes; raise :class:`NotFoundError` when absent."""
@@ -34,9 +54,46 @@ class BlobStore(Protocol):
     def exists(self, key: str) -> bool:
         """Whether ``key`` is stored."""
 
+    def quarantine(self, key: str, seen: bytes | bytearray | memoryview) -> str | None:
+        """Move blob ``key`` aside if it still holds the damaged bytes ``seen``; return where."""
+
+    def files(self) -> Iterator[BlobInfo]:
+        """Every blob, temporary file and quarantined file (for the garbage collector)."""
+
+    def remove(self, path: str) -> None:
+        """Delete one file listed by :meth:`files`."""
+
+    def mtime(self, path: str) -> float | None:
+        """The file's modification time now (None when it is gone)."""
+
+
+def _os_error(exc: OSError, what: str, where: str | os.PathLike[str]) -> StoreError:
+    """One line naming the path, the cause and the fix for a failed blob write or read."""
+    fix = {
+        errno.ENOSPC: "free disk space there (or point REELFLOW_HOME / REELFLOW_STORE_URL elsewhere) and run again",
+        errno.EDQUOT: "free space in your disk quota there and run again",
+        errno.EROFS: "the filesystem is read-only; point REELFLOW_HOME / REELFLOW_STORE_URL at a writable folder",
+        errno.EACCES: "make it writable for this user, or point REELFLOW_HOME / REELFLOW_STORE_URL elsewhere",
+        errno.EPERM: "make it writable for this user, or point REELFLOW_HOME / REELFLOW_STORE_URL elsewhere",
+    }.get(exc.errno or 0, "check that the folder exists and is writable")
+    return StoreError(f"cannot {what} the blob store at {where}: {exc.strerror or exc}; {fix}")
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return  # some platforms cannot open folders; the rename is still atomic
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
 
 class LocalBlobStore:
-    """Blobs as files under a folder, written atomically (temp file + ``os.replace``)."""
+    """Blobs as files under a folder, written atomically (temp file, fsync, ``os.replace``)."""
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
@@ -50,23 +107,35 @@ class LocalBlobStore:
 
     def put(self, key: str, chunks: Sequence[Chunk]) -> bool:
         path = self._path(key)
-        if path.exists():
+        if _same_file(path, chunks):
+            try:
+                os.utime(path)  # fresh again: the garbage collector's grace period starts over
+            except OSError:
+                pass
             return False
         try:
+            new_dir = not path.parent.is_dir()
             path.parent.mkdir(parents=True, exist_ok=True)
+            if new_dir:
+                _fsync_dir(self.root)
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         except OSError as exc:
-            raise StoreError(f"cannot write to the blob store at {self.root}: {exc}") from None
+            raise _os_error(exc, "write to", self.root) from None
         try:
             with os.fdopen(fd, "wb") as f:
                 for c in chunks:
                     f.write(c)
+                f.flush()
+                os.fsync(f.fileno())
             os.replace(tmp, path)
-        except BaseException:
+            _fsync_dir(path.parent)
+        except BaseException as exc:
             try:
                 os.unlink(tmp)
             except OSError:
                 pass
+            if isinstance(exc, OSError):
+                raise _os_error(exc, "write to", self.root) from None
             raise
         return True
 
@@ -88,6 +157,71 @@ class LocalBlobStore:
             raise NotFoundError(
                 f"blob {key} is missing from {self.root}; the store was moved or pruned"
             ) from None
+        except OSError as exc:
+            raise _os_error(exc, "read from", self.root) from None
+
+    def quarantine(self, key: str, seen: bytes | bytearray | memoryview) -> str | None:
+        path = self._path(key)
+        if not _same_file(path, [seen]):
+            return None  # gone, or already rewritten by another process
+        dest = self.root / QUARANTINE / f"{key}.{time.time_ns()}"
+        try:
+            dest.parent.mkdir(exist_ok=True)
+            os.replace(path, dest)
+        except OSError:
+            return None  # a read-only store keeps the file; the error still reports it
+        return str(dest)
+
+    def files(self) -> Iterator[BlobInfo]:
+        try:
+            tops = sorted(os.scandir(self.root), key=lambda e: e.name)
+        except FileNotFoundError:
+            return
+        for top in tops:
+            if not top.is_dir(follow_symlinks=False):
+                continue
+            quarantined = top.name == QUARANTINE
+            if not quarantined and len(top.name) != 2:
+                continue
+            for e in os.scandir(top.path):
+                try:
+                    st = e.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue  # renamed or removed meanwhile
+                kind = "quarantine" if quarantined else "tmp" if e.name.startswith(".tmp-") else "blob"
+                yield BlobInfo(kind, e.path, st.st_size, st.st_mtime)
+
+    def remove(self, path: str) -> None:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise _os_error(exc, "delete from", self.root) from None
+
+    def mtime(self, path: str) -> float | None:
+        try:
+            return os.stat(path).st_mtime
+        except OSError:
+            return None
+
+
+def _same_file(path: Path, chunks: Sequence[Chunk]) -> bool:
+    """Whether the file at ``path`` holds exactly the bytes of ``chunks`` (size first, then bytes)."""
+    try:
+        f = open(path, "rb", buffering=0)
+    except OSError:
+        return False
+    with f:
+        if os.fstat(f.fileno()).st_size != sum(len(c) for c in chunks):
+            return False
+        for c in chunks:
+            view = memoryview(c).cast("B")
+            for off in range(0, len(view), _CMP_WINDOW):
+                want = view[off : off + _CMP_WINDOW]
+                if f.read(len(want)) != want:
+                    return False
+        return True
 
 
 class FsspecBlobStore:
@@ -107,28 +241,56 @@ class FsspecBlobStore:
         if self._pid != os.getpid():
             import fsspec
 
-            self._fs, self.root = fsspec.core.url_to_fs(self.url, skip_instance_cache=True, **self._options)
+            try:
+                self._fs, self.root = fsspec.core.url_to_fs(self.url, skip_instance_cache=True, **self._options)
+            except (ImportError, ValueError, TypeError) as exc:
+                raise StoreError(
+                    f"REELFLOW_STORE_URL {self.url!r} cannot be opened: {type(exc).__name__}: "
+                    f"{str(exc).splitlines()[0] if str(exc) else ''}; check the URL's scheme, install its "
+                    "fsspec driver (e.g. s3fs for s3://) and check REELFLOW_STORE_OPTIONS"
+                ) from None
             self._pid = os.getpid()
         return self._fs
 
     def _path(self, key: str) -> str:
         return f"{self.root}/{key[:2]}/{key}"
 
+    def _error(self, exc: Exception, what: str) -> StoreError:
+        text = (str(exc).strip().splitlines() or [""])[0]
+        return StoreError(
+            f"cannot {what} the blob store at {self.url}: {type(exc).__name__}: {text}; check its credentials "
+            "(e.g. AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, or REELFLOW_STORE_OPTIONS) and that it is reachable"
+        )
+
     def exists(self, key: str) -> bool:
-        return bool(self.fs.exists(self._path(key)))
+        try:
+            return bool(self.fs.exists(self._path(key)))
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise self._error(exc, "read from") from None
 
     def put(self, key: str, chunks: Sequence[Chunk]) -> bool:
         path = self._path(key)
-        if self.fs.exists(path):
-            return False
-        tmp = f"{self.root}/{key[:2]}/.tmp-{os.getpid()}-{key}"
-        self.fs.makedirs(f"{self.root}/{key[:2]}", exist_ok=True)
-        with self.fs.open(tmp, "wb") as f:
-            for c in chunks:
-                f.write(c)
-        # Object stores make the whole object visible at once; mv keeps local
-        # filesystems atomic too.
-        self.fs.mv(tmp, path)
+        try:
+            if self.fs.exists(path):
+                size = sum(len(c) for c in chunks)
+                # Object stores cannot be read cheaply in place: the size catches truncation,
+                # and a read that finds damage quarantines the blob so the next put rewrites it.
+                if self.fs.size(path) == size:
+                    return False
+            tmp = f"{self.root}/{key[:2]}/.tmp-{os.getpid()}-{key}"
+            self.fs.makedirs(f"{self.root}/{key[:2]}", exist_ok=True)
+            with self.fs.open(tmp, "wb") as f:
+                for c in chunks:
+                    f.write(c)
+            # Object stores make the whole object visible at once; mv keeps local
+            # filesystems atomic too.
+            self.fs.mv(tmp, path)
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise self._error(exc, "write to") from None
         return True
 
     def get(self, key: str) -> bytearray:
@@ -136,6 +298,64 @@ class FsspecBlobStore:
             return bytearray(self.fs.cat_file(self._path(key)))
         except FileNotFoundError:
             raise NotFoundError(f"blob {key} is missing from {self.url}") from None
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise self._error(exc, "read from") from None
+
+    def quarantine(self, key: str, seen: bytes | bytearray | memoryview) -> str | None:
+        path = self._path(key)
+        try:
+            if bytes(self.fs.cat_file(path)) != bytes(seen):
+                return None
+            dest = f"{self.root}/{QUARANTINE}/{key}.{time.time_ns()}"
+            self.fs.makedirs(f"{self.root}/{QUARANTINE}", exist_ok=True)
+            self.fs.mv(path, dest)
+        except Exception:
+            return None
+        return dest
+
+    def files(self) -> Iterator[BlobInfo]:
+        try:
+            found = self.fs.find(self.root, detail=True)
+        except FileNotFoundError:
+            return
+        except Exception as exc:
+            raise self._error(exc, "list") from None
+        for path, info in found.items():
+            parent, name = path.rsplit("/", 2)[-2:]
+            if parent != QUARANTINE and len(parent) != 2:
+                continue
+            kind = "quarantine" if parent == QUARANTINE else "tmp" if name.startswith(".tmp-") else "blob"
+            yield BlobInfo(kind, path, int(info.get("size") or 0), _fs_mtime(info))
+
+    def remove(self, path: str) -> None:
+        try:
+            self.fs.rm_file(path)
+        except FileNotFoundError:
+            pass
+        except Exception as exc:
+            raise self._error(exc, "delete from") from None
+
+    def mtime(self, path: str) -> float | None:
+        try:
+            return _fs_mtime(self.fs.info(path))
+        except Exception:
+            return None
+
+
+def _fs_mtime(info: dict[str, Any]) -> float:
+    for k in ("mtime", "LastModified", "last_modified", "created"):
+        v = info.get(k)
+        if v is None:
+            continue
+        if hasattr(v, "timestamp"):
+            return float(v.timestamp())
+        try:
+            return float(v)
+        except (TypeError, ValueError):
+            continue
+    return time.time()  # unknown age: treat as new, so the garbage collector leaves it
 
 
 def open_blob_store(url: str, options: dict[str, Any] | None = None) -> BlobStore:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
-import socket
 import sqlite3
 import threading
 import time
@@ -18,11 +18,15 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, insert, select, update
+from sqlalchemy import URL, Connection, Engine, create_engine, event, inspect, insert, make_url, select, update
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
 from ..errors import NotFoundError, SchemaVersionError, StoreError
 from . import _schema as s
-from ._types import ArtifactRef, TaskRecord
+from ._liveness import abandoned_reason, host_name, process_token
+from ._migrate import upgrade
+from ._registry_db import RegistryTables
+from ._types import METRIC_NAME_MAX, METRIC_STEP_MAX, METRIC_STEP_MIN, ArtifactRef, TaskRecord
 
 __all__ = ["MetadataStore", "TaskRecord", "ArtifactRef"]
 
@@ -54,14 +58,86 @@ def _sqlite_pragmas(engine: Engine) -> None:
         conn.exec_driver_sql(f"BEGIN {mode}")
 
 
-class MetadataStore:
-    """Runs, tasks and artifact references behind one small API."""
+def parse_url(url: str | URL, *, source: str = "REELFLOW_METADATA_URL") -> URL:
+    """``url`` as a SQLAlchemy URL; a malformed string is a :class:`StoreError` naming ``source``."""
+    if isinstance(url, URL):
+        return url
+    try:
+        return make_url(url)
+    except ArgumentError:
+        raise StoreError(
+            f"{source}={mask_url(url)!r} is not a database URL; write e.g. "
+            "'postgresql+psycopg://user:password@host/db' or 'sqlite:////path/to/metadata.db'"
+        ) from None
 
-    def __init__(self, url: str) -> None:
-        self.url = url
+
+def mask_url(url: str | URL) -> str:
+    """``url`` for display, with any password replaced by ``***``."""
+    if isinstance(url, URL):
+        return url.render_as_string(hide_password=True)
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url.split("@", 1)[-1] if "@" in url else url
+
+
+def db_error(exc: BaseException, where: str) -> StoreError:
+    """A one-line :class:`StoreError` for a database failure at ``where``, with the fix."""
+    orig = getattr(exc, "orig", None) or exc
+    text = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
+    low = text.lower()
+    if "readonly" in low or "read-only" in low or "permission denied" in low:
+        fix = "make it writable, or point REELFLOW_HOME / REELFLOW_METADATA_URL at a writable store"
+    elif "disk is full" in low or "no space" in low:
+        fix = "free disk space where it lives and run again"
+    elif "unable to open" in low:
+        fix = "check that its folder exists and is readable"
+    elif "could not connect" in low or "connection refused" in low or "connection" in low and "failed" in low:
+        fix = "check that the database server is running and REELFLOW_METADATA_URL points at it"
+    else:
+        fix = "check REELFLOW_METADATA_URL and that the database is reachable and writable"
+    return StoreError(f"the metadata database {where} failed: {text}; {fix}")
+
+
+class MetadataStore(RegistryTables):
+    """Runs, tasks, artifact references, metrics and the model registry behind one small API.
+
+    ``url`` is a SQLAlchemy URL (a string, or a :class:`sqlalchemy.URL` built from a
+    path so that characters such as ``?`` or ``%`` in it stay part of the path).
+    ``stale_after`` is how long a run on another host may go without a heartbeat
+    before it reads as abandoned.
+    """
+
+    def __init__(self, url: str | URL, *, stale_after: float = 60.0) -> None:
+        self._url = parse_url(url)
+        self.url = mask_url(self._url)
+        self.stale_after = stale_after
         self._engine: Engine | None = None
         self._pid = os.getpid()
         self._lock = threading.Lock()
+
+    def _sqlite_path(self) -> str | None:
+        """The database file of a SQLite URL (None for other databases and in-memory ones)."""
+        if self._url.get_backend_name() != "sqlite":
+            return None
+        db = self._url.database
+        return db if db and db != ":memory:" and not db.startswith("file:") else None
+
+    def exists(self) -> bool:
+        """Whether the database holds a reelflow store; creates nothing."""
+        if self._engine is not None:
+            return True
+        path = self._sqlite_path()
+        if path is not None:
+            return os.path.isfile(path)
+        engine = self._make_engine()
+        try:
+            with engine.connect() as conn:
+                return bool(inspect(conn).has_table("meta"))
+        except DBAPIError as exc:
+            raise db_error(exc, f"at {self.url}") from None
+        finally:
+            engine.dispose()
 
     # -- connection management -------------------------------------------------
     @property
@@ -78,18 +154,37 @@ class MetadataStore:
                 self._pid = os.getpid()
             return self._engine
 
+    def _make_engine(self) -> Engine:
+        try:
+            if self._url.get_backend_name() == "sqlite":
+                engine = create_engine(self._url, connect_args={"timeout": 60})
+                _sqlite_pragmas(engine)
+                return engine
+            return create_engine(self._url, pool_pre_ping=True)
+        except NoSuchModuleError:
+            raise StoreError(
+                f"REELFLOW_METADATA_URL {self.url!r} names an unknown database "
+                f"{self._url.drivername!r}; use sqlite:///PATH or postgresql+psycopg://USER@HOST/DB"
+            ) from None
+        except ImportError as exc:
+            raise StoreError(
+                f"the database driver for {self.url} is not installed ({exc}); install it, "
+                "e.g. pip install 'psycopg[binary]' for postgresql+psycopg"
+            ) from None
+        except ArgumentError as exc:
+            raise StoreError(f"REELFLOW_METADATA_URL {self.url!r} cannot be used: {exc}") from None
+
     def _connect(self) -> Engine:
-        if self.url.startswith("sqlite"):
-            path = self.url.split("///", 1)[-1]
-            if path and path != ":memory:":
-                try:
-                    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-                except OSError as exc:
-                    raise StoreError(f"cannot create the store folder for {path}: {exc}") from None
-            engine = create_engine(self.url, connect_args={"timeout": 60})
-            _sqlite_pragmas(engine)
-        else:
-            engine = create_engine(self.url, pool_pre_ping=True)
+        path = self._sqlite_path()
+        if path is not None:
+            try:
+                os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+            except OSError as exc:
+                raise StoreError(
+                    f"cannot create the store folder for {path}: {exc.strerror}; "
+                    "make its parent writable or set REELFLOW_HOME to a writable folder"
+                ) from None
+        engine = self._make_engine()
         self._ensure_schema(engine)
         return engine
 
@@ -113,7 +208,7 @@ class MetadataStore:
                     if row is None:
                         conn.execute(insert(s.meta).values(key="schema_version", value=str(s.SCHEMA_VERSION)))
                     elif int(row[0]) < s.SCHEMA_VERSION:
-                        # Migrations so far only add tables, which create_all just did.
+                        upgrade(conn, int(row[0]))
                         conn.execute(
                             update(s.meta).where(s.meta.c.key == "schema_version").values(value=str(s.SCHEMA_VERSION))
                         )
@@ -122,10 +217,12 @@ class MetadataStore:
                             f"the metadata database {self.url} has schema version {row[0]}, newer than "
                             f"this reelflow understands ({s.SCHEMA_VERSION}); upgrade reelflow"
                         )
-        except SchemaVersionError:
+        except StoreError:
             raise
+        except DBAPIError as exc:
+            raise db_error(exc, f"at {self.url}") from None
         except Exception as exc:
-            raise StoreError(f"cannot open the metadata database {self.url}: {exc}") from None
+            raise StoreError(f"cannot open the metadata database {self.url}: {type(exc).__name__}: {exc}") from None
 
     @contextmanager
     def write(self, lock: str | None = None) -> Iterator[Connection]:
@@ -134,18 +231,24 @@ class MetadataStore:
         ``lock`` names a critical section (e.g. a read-then-insert) that concurrent
         writers must take in turn; SQLite's immediate transactions already do.
         """
-        with self.engine.connect().execution_options(reelflow_write=True) as conn:
-            with conn.begin():
-                if lock is not None:
-                    _serialize_writers(conn, lock)
-                yield conn
+        try:
+            with self.engine.connect().execution_options(reelflow_write=True) as conn:
+                with conn.begin():
+                    if lock is not None:
+                        _serialize_writers(conn, lock)
+                    yield conn
+        except DBAPIError as exc:
+            raise db_error(exc, f"at {self.url} (writing)") from None
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
         """A read transaction."""
-        with self.engine.connect() as conn:
-            with conn.begin():
-                yield conn
+        try:
+            with self.engine.connect() as conn:
+                with conn.begin():
+                    yield conn
+        except DBAPIError as exc:
+            raise db_error(exc, f"at {self.url} (reading)") from None
 
     _write = write
     _read = read
@@ -180,50 +283,84 @@ class MetadataStore:
                     graph=json.dumps(graph or {}),
                     params=json.dumps(params or {}, default=repr),
                     pid=os.getpid(),
-                    host=socket.gethostname(),
+                    host=host_name(),
+                    proc_token=process_token(os.getpid()),
+                    heartbeat_at=time.time(),
                 )
             )
             pk = res.inserted_primary_key
             assert pk is not None
             return str(pk[0])
 
+    def heartbeat(self, run_id: str) -> None:
+        """Record that run ``run_id`` is still going (one UPDATE; the runtime calls it every few seconds)."""
+        with self._write() as conn:
+            conn.execute(update(s.runs).where(s.runs.c.id == self._pk(run_id)).values(heartbeat_at=time.time()))
+
     def finish_run(self, run_id: str, status: str) -> None:
         with self._write() as conn:
             conn.execute(
-                update(s.runs).where(s.runs.c.id == int(run_id)).values(status=status, finished_at=time.time())
+                update(s.runs).where(s.runs.c.id == self._pk(run_id)).values(status=status, finished_at=time.time())
             )
 
     def set_tags(self, run_id: str, tags: Sequence[str]) -> None:
         with self._write() as conn:
-            conn.execute(update(s.runs).where(s.runs.c.id == int(run_id)).values(tags=json.dumps(sorted(set(tags)))))
+            conn.execute(
+                update(s.runs).where(s.runs.c.id == self._pk(run_id)).values(tags=json.dumps(sorted(set(tags))))
+            )
+
+    def _pk(self, run_id: str | int) -> int:
+        """``run_id`` as the runs table's key; anything that cannot be one is :class:`NotFoundError`."""
+        try:
+            rid = int(str(run_id).strip())
+        except ValueError:
+            rid = -1
+        top = 2**31 - 1 if self._url.get_backend_name() == "postgresql" else 2**63 - 1
+        if not 0 < rid <= top:
+            raise NotFoundError(
+                f"run id {run_id!r} does not exist in the store at {self.url}: run ids are positive "
+                "integers (see `reelflow runs list`)"
+            )
+        return rid
 
     def get_run(self, flow_name: str, run_id: str) -> dict[str, Any]:
-        try:
-            rid = int(run_id)
-        except ValueError:
-            raise NotFoundError(f"run id {run_id!r} is not a reelflow run id (run ids are integers)") from None
+        """The run row, with ``status`` ``abandoned`` (and ``abandoned_reason``) for a dead ``running`` run.
+
+        ``recorded_status`` keeps what the database says.
+        """
+        rid = self._pk(run_id)
         with self._read() as conn:
             row = conn.execute(
                 select(s.runs).where(s.runs.c.id == rid, s.runs.c.flow_name == flow_name)
             ).mappings().first()
         if row is None:
-            raise NotFoundError(f"run {flow_name}/{run_id} does not exist in the store")
-        return _run_dict(row)
+            raise NotFoundError(f"run {flow_name}/{run_id} does not exist in the store at {self.url}")
+        return self._run_dict(row)
 
     def get_run_flow(self, run_id: str) -> str:
         """The flow name of run ``run_id`` (run ids are unique in a store)."""
+        rid = self._pk(run_id)
         with self._read() as conn:
-            row = conn.execute(select(s.runs.c.flow_name).where(s.runs.c.id == int(run_id))).first()
+            row = conn.execute(select(s.runs.c.flow_name).where(s.runs.c.id == rid)).first()
         if row is None:
-            raise NotFoundError(f"run id {run_id} does not exist in the store")
+            raise NotFoundError(f"run id {run_id} does not exist in the store at {self.url}")
         return str(row[0])
 
     def list_runs(self, flow_name: str | None = None) -> list[dict[str, Any]]:
+        """Run rows, newest first (see :meth:`get_run` for ``status``)."""
         q = select(s.runs).order_by(s.runs.c.id.desc())
         if flow_name is not None:
             q = q.where(s.runs.c.flow_name == flow_name)
         with self._read() as conn:
-            return [_run_dict(r) for r in conn.execute(q).mappings()]
+            return [self._run_dict(r) for r in conn.execute(q).mappings()]
+
+    def _run_dict(self, row: Any) -> dict[str, Any]:
+        d = _run_dict(row)
+        d["recorded_status"] = d["status"]
+        d["abandoned_reason"] = abandoned_reason(d, self.stale_after)
+        if d["abandoned_reason"] is not None:
+            d["status"] = "abandoned"
+        return d
 
     def list_flows(self) -> list[str]:
         with self._read() as conn:
@@ -268,6 +405,7 @@ class MetadataStore:
         assert pk is not None
         row_id = int(pk[0])
         if rec.metrics:
+            _check_metrics(rec)
             conn.execute(
                 insert(s.metrics),
                 [
@@ -288,7 +426,7 @@ class MetadataStore:
 
     def tasks_of_run(self, run_id: str, step_name: str | None = None) -> list[dict[str, Any]]:
         """Every task attempt of a run (oldest first), optionally of one step."""
-        q = select(s.tasks).where(s.tasks.c.run_id == int(run_id)).order_by(s.tasks.c.id)
+        q = select(s.tasks).where(s.tasks.c.run_id == self._pk(run_id)).order_by(s.tasks.c.id)
         if step_name is not None:
             q = q.where(s.tasks.c.step_name == step_name)
         with self._read() as conn:
@@ -310,9 +448,27 @@ class MetadataStore:
         if task_row is not None:
             q = q.where(s.metrics.c.task_row == task_row)
         else:
-            q = q.where(s.metrics.c.run_id.in_([int(r) for r in run_ids]))
+            q = q.where(s.metrics.c.run_id.in_([self._pk(r) for r in run_ids]))
         with self._read() as conn:
-            return [dict(r) for r in conn.execute(q).mappings()]
+            rows = [dict(r) for r in conn.execute(q).mappings()]
+        for r in rows:
+            if r["value"] is None:
+                r["value"] = math.nan  # how SQLite stores NaN
+        return rows
+
+
+def _check_metrics(rec: TaskRecord) -> None:
+    """Refuse metric points the schema cannot hold (the runtime checks them first, at log time)."""
+    for name, _value, step, _ts in rec.metrics:
+        if len(name) > METRIC_NAME_MAX:
+            raise StoreError(
+                f"metric name {name[:40]!r}... of step {rec.step_name!r} is {len(name)} characters; "
+                f"the limit is {METRIC_NAME_MAX}"
+            )
+        if step is not None and not METRIC_STEP_MIN <= step <= METRIC_STEP_MAX:
+            raise StoreError(
+                f"metric {name!r} of step {rec.step_name!r} has step={step}, outside the signed 64-bit range"
+            )
 
 
 def _serialize_writers(conn: Connection, name: str) -> None:

@@ -7,6 +7,12 @@ Version history
 2. ``metrics`` (logged by tasks), ``models`` (registered versions), ``model_aliases``
    and ``alias_history`` (every alias move, with time and user). Migrating from 1
    only adds tables.
+3. ``runs.heartbeat_at`` and ``runs.proc_token`` (liveness: a ``running`` run whose
+   process is gone reads as ``abandoned``); the schema holds every value the API
+   accepts: metric ``step`` and blob ``size`` columns are 64-bit, metric names are
+   text (up to :data:`~reelflow.store.METRIC_NAME_MAX` characters), and a metric
+   ``value`` may be NULL, which is how SQLite stores NaN. Migrating from 2 adds the
+   columns, widens the types on PostgreSQL and rebuilds ``metrics`` on SQLite.
 
 A run's id is the integer primary key of ``runs`` shown as a string, unique in
 the store, so concurrent flows never collide. A task row is written once, when
@@ -17,6 +23,7 @@ sees a task without its artifacts, and a killed process leaves no half rows.
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     Float,
     ForeignKey,
@@ -31,7 +38,7 @@ from sqlalchemy import (
 
 __all__ = ["SCHEMA_VERSION", "metadata", "meta", "runs", "tasks", "artifacts", "metrics", "models", "model_aliases", "alias_history"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 metadata = MetaData()
 
@@ -48,7 +55,7 @@ runs = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("flow_name", String(255), nullable=False),
     Column("user", String(255), nullable=False),
-    Column("status", String(16), nullable=False),  # running | succeeded | failed
+    Column("status", String(16), nullable=False),  # running | succeeded | failed (abandoned is derived)
     Column("created_at", Float, nullable=False),
     Column("finished_at", Float),
     Column("origin_run_id", String(64)),
@@ -58,6 +65,8 @@ runs = Table(
     Column("params", Text, nullable=False, default="{}"),  # JSON of parameter values (repr)
     Column("pid", Integer),
     Column("host", String(255)),
+    Column("heartbeat_at", Float),  # refreshed by the runtime while the run goes on
+    Column("proc_token", String(64)),  # "<boot id>:<start ticks>" of the creating process
 )
 Index("ix_runs_flow", runs.c.flow_name, runs.c.id)
 
@@ -92,7 +101,7 @@ artifacts = Table(
     Column("task_row", Integer, ForeignKey("tasks.id"), primary_key=True),
     Column("name", String(255), primary_key=True),
     Column("key", String(64), nullable=False),
-    Column("size", Integer, nullable=False),
+    Column("size", BigInteger, nullable=False),
     Column("type", String(255), nullable=False),
 )
 
@@ -104,12 +113,13 @@ metrics = Table(
     Column("task_row", Integer, ForeignKey("tasks.id"), nullable=False),
     Column("step_name", String(255), nullable=False),
     Column("task_id", Integer, nullable=False),
-    Column("name", String(255), nullable=False),
-    Column("value", Float, nullable=False),
-    Column("step", Integer),  # the user's step/epoch counter, if given
+    Column("name", Text, nullable=False),  # Text: no index, so long names fit any dialect
+    Column("value", Float),  # NULL is NaN (SQLite stores NaN as NULL)
+    Column("step", BigInteger),  # the user's step/epoch counter, if given
     Column("timestamp", Float, nullable=False),
 )
-Index("ix_metrics_run_name", metrics.c.run_id, metrics.c.name)
+Index("ix_metrics_run", metrics.c.run_id)
+Index("ix_metrics_task_row", metrics.c.task_row)
 
 models = Table(
     "models",
@@ -118,7 +128,7 @@ models = Table(
     Column("name", String(255), nullable=False),
     Column("version", Integer, nullable=False),
     Column("key", String(64), nullable=False),  # blob key of the model object
-    Column("size", Integer, nullable=False),
+    Column("size", BigInteger, nullable=False),
     Column("type", String(255), nullable=False),
     Column("source", String(512)),  # task pathspec (lineage) or None for a script
     Column("artifact", String(255)),  # artifact name when registered from one

@@ -6,7 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ArtifactRef", "TaskRecord"]
+__all__ = ["ArtifactRef", "TaskRecord", "METRIC_NAME_MAX", "METRIC_STEP_MIN", "METRIC_STEP_MAX"]
+
+#: Longest metric name the store keeps (characters).
+METRIC_NAME_MAX = 1000
+#: A metric's ``step`` is a signed 64-bit integer.
+METRIC_STEP_MIN, METRIC_STEP_MAX = -(2**63), 2**63 - 1
 
 
 @dataclass(frozen=True)
