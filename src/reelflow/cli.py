@@ -3,6 +3,7 @@
     reelflow run path/to/flow.py [--param value ...]   same as python flow.py run
     reelflow resume path/to/flow.py [STEP] [...]       same as python flow.py resume
     reelflow demo                                      the recommender demo (main job)
+    reelflow logs FLOW/RUN_ID/STEP[/TASK_ID]           a task's captured output
     reelflow runs list [FLOW]                          newest first
     reelflow runs show FLOW/RUN_ID                     steps, status, durations, artifacts
 """
@@ -77,25 +78,46 @@ def main() -> None:
 
 def _delegate(command: str) -> Callable[..., Any]:
     @_guard
-    def cmd(flow_file: str, args: Sequence[str]) -> None:
+    def cmd(flow_file: str | None, args: Sequence[str]) -> None:
         from .runtime._cli import run_cli
 
+        if flow_file is None or flow_file in ("--help", "-h"):
+            # `reelflow run --help`; with a file, --help goes on to the flow's own
+            # command line, which lists the flow's parameters.
+            ctx = click.get_current_context()
+            click.echo(ctx.get_help())
+            ctx.exit(0 if flow_file else 2)
         run_cli(load_flow_file(flow_file), [command, *args])
 
     return cmd
 
 
-for _name, _help in (("run", "Run a flow file (same options as `python flow.py run`)."),
-                     ("resume", "Resume a run of a flow file (same as `python flow.py resume`).")):
+for _name, _help in (("run", "Run FLOW_FILE (same options as `python flow.py run`; "
+                              "`reelflow run FLOW_FILE --help` lists the flow's parameters)."),
+                     ("resume", "Resume a run of FLOW_FILE (same as `python flow.py resume`).")):
     main.add_command(
         click.Command(
             _name,
             callback=_delegate(_name),
             help=_help,
+            add_help_option=False,
             context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
-            params=[click.Argument(["flow_file"]), click.Argument(["args"], nargs=-1, type=click.UNPROCESSED)],
+            params=[click.Argument(["flow_file"], required=False),
+                    click.Argument(["args"], nargs=-1, type=click.UNPROCESSED)],
         )
     )
+
+
+@main.command()
+@click.argument("pathspec")
+@click.option("--stderr", "which", flag_value="stderr", help="Only stderr.")
+@click.option("--stdout", "which", flag_value="stdout", help="Only stdout.")
+@_guard
+def logs(pathspec: str, which: str | None) -> None:
+    """Print the captured output of FLOW/RUN_ID/STEP or FLOW/RUN_ID/STEP/TASK_ID."""
+    from .runtime._logcli import print_logs
+
+    print_logs(pathspec, which)
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})

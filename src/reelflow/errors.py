@@ -5,11 +5,13 @@ kept shallow so that ``except`` clauses stay readable::
 
     ReelflowError
     ├── FlowDefinitionError      the flow class is malformed (graph checks)
+    │   └── ParameterDefinitionError  a parameter's declaration (also a ParameterError)
     ├── ParameterError           a parameter value is missing or invalid
     ├── StoreError               the store cannot be used
     │   ├── CorruptArtifactError a blob failed its hash check on read
     │   └── SchemaVersionError   the metadata schema is newer than this code
     ├── RunFailedError           a run ended with a failed task
+    │   └── RunInterruptedError  the run was stopped by SIGINT/SIGTERM
     ├── NotFoundError            a flow, run, step, task or artifact is missing
     │   └── NamespaceMismatchError   the object exists outside the namespace
     ├── MergeArtifactsError      merge_artifacts found conflicting values
@@ -26,10 +28,12 @@ __all__ = [
     "ReelflowError",
     "FlowDefinitionError",
     "ParameterError",
+    "ParameterDefinitionError",
     "StoreError",
     "CorruptArtifactError",
     "SchemaVersionError",
     "RunFailedError",
+    "RunInterruptedError",
     "NotFoundError",
     "NamespaceMismatchError",
     "MergeArtifactsError",
@@ -53,6 +57,11 @@ class ParameterError(ReelflowError, ValueError):
     """A flow parameter is missing, of the wrong type or clashes with a name."""
 
 
+class ParameterDefinitionError(FlowDefinitionError, ParameterError):
+    """A parameter is declared wrongly: a bad type, or a name taken by a step or by an
+    option of the flow's command line."""
+
+
 class StoreError(ReelflowError):
     """The artifact or metadata store cannot be used."""
 
@@ -67,6 +76,19 @@ class SchemaVersionError(StoreError):
 
 class RunFailedError(ReelflowError):
     """A run ended with a failed task."""
+
+
+class RunInterruptedError(RunFailedError):
+    """A run was stopped by a signal (Ctrl-C, SIGTERM); it is recorded as failed, reason
+    "interrupted". ``exit_code`` is what a shell reports for that signal (130, 143)."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
 
 
 class NotFoundError(ReelflowError, KeyError):

@@ -125,7 +125,12 @@ def test_show_check_and_logs(write_flow):
     p = run_py(path, "logs", f"{run_id}/start")
     assert p.returncode == 0 and "hello from start" in p.stdout
     quiet = run_py(path, "run", "--quiet")
-    assert quiet.returncode == 0 and quiet.stdout == ""
+    assert quiet.returncode == 0, quiet.stderr
+    quiet_id = Flow("Five").latest_run.id
+    # The run id and the result line, nothing of the tasks.
+    assert quiet.stdout.splitlines()[0] == f"Run Five/{quiet_id} started"
+    assert f"Run Five/{quiet_id} succeeded" in quiet.stdout.splitlines()[-1]
+    assert "hello from start" not in quiet.stdout and "done in" not in quiet.stdout
 
 
 def test_reelflow_run_command_and_runs_cli(write_flow):

@@ -425,8 +425,9 @@ class Task:
         key = self._row[f"{which}_key"]
         if not key:
             return ""
-        data = self._store.load(key, what=f"{which} of {self.pathspec}")
-        return bytes(data).decode("utf-8", "replace")
+        from ..runtime._logs import read_log  # follows the chunk manifest of a long log
+
+        return read_log(self._store, key, what=f"{which} of {self.pathspec}").decode("utf-8", "replace")
 
     @property
     def stdout(self) -> str:

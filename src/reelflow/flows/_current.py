@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import numbers
+import operator
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -10,7 +12,10 @@ from typing import Any
 
 from ..errors import ReelflowError
 
-__all__ = ["current", "Current"]
+__all__ = ["current", "Current", "MAX_METRIC_NAME"]
+
+MAX_METRIC_NAME = 1000  # characters; the metadata schema holds longer names, no one reads them
+_STEP_MIN, _STEP_MAX = -(2**63), 2**63 - 1  # what every metadata backend's BIGINT holds
 
 
 @dataclass
@@ -89,20 +94,39 @@ class Current:
         """Record a metric point of this task (buffered; written with the task's record).
 
         ``step`` is your own counter (epoch, iteration); points of one name form its history.
+        The name is a non-empty string of at most 1000 characters, the value a finite real
+        number (a bool counts as 0 or 1), the step an integer that fits 64 bits; anything
+        else raises ReelflowError here, in the step, instead of failing the run's record.
         """
         info = self._info
         if info is None:
             raise ReelflowError("current.log_metric() works inside a running step; outside a flow, keep metrics yourself")
-        if not isinstance(name, str) or not name:
-            raise ReelflowError(f"metric name {name!r} must be a non-empty string")
+        if not isinstance(name, str) or not name.strip():
+            raise ReelflowError(f"metric name {name!r} must be a non-empty string such as 'ndcg@10'")
+        if len(name) > MAX_METRIC_NAME:
+            raise ReelflowError(
+                f"metric name {name[:40]!r}... is {len(name)} characters; names are at most {MAX_METRIC_NAME}"
+            )
+        if isinstance(value, (str, bytes)) or not isinstance(value, numbers.Real):
+            raise ReelflowError(f"metric {name!r}: value {value!r} is not a real number; log an int or a float")
         try:
-            v = float(value)
-        except (TypeError, ValueError):
+            v = float(value)  # bool counts as 0/1, numpy scalars as their value
+        except (TypeError, ValueError, OverflowError):
             raise ReelflowError(f"metric {name!r}: value {value!r} is not a number") from None
         if math.isnan(v) or math.isinf(v):
             raise ReelflowError(f"metric {name!r}: value {value!r} is not finite")
-        if step is not None and not isinstance(step, int):
-            raise ReelflowError(f"metric {name!r}: step={step!r} must be an integer")
+        if step is not None:
+            if isinstance(step, bool):
+                raise ReelflowError(f"metric {name!r}: step={step!r} must be an integer, not a bool")
+            try:
+                step = operator.index(step)  # int and numpy integers
+            except TypeError:
+                raise ReelflowError(f"metric {name!r}: step={step!r} must be an integer") from None
+            if not _STEP_MIN <= step <= _STEP_MAX:
+                raise ReelflowError(
+                    f"metric {name!r}: step={step} does not fit a signed 64-bit integer "
+                    f"({_STEP_MIN}..{_STEP_MAX}); count steps from 0"
+                )
         info.metrics.append((name, v, step, time.time()))
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..errors import MergeArtifactsError, ParameterError, TransitionError
+from ..errors import MergeArtifactsError, ParameterDefinitionError, ParameterError, TransitionError
 from ._artifacts import ArtifactScope, Inputs
 from ._graph import RESERVED, FlowGraph
 from ._parameters import Parameter
@@ -121,14 +121,24 @@ class FlowSpec:
 
     @classmethod
     def _check_parameters(cls, graph: FlowGraph) -> None:
+        from ..runtime._options import reserved_parameter_names
+
+        cli_names = reserved_parameter_names()
         seen: dict[str, str] = {}
         for attr, p in cls.parameters().items():
             p.check_definition()
-            for n in {attr, p.name.replace("-", "_")}:
+            for n in {attr, p.name, p.name.replace("-", "_")}:
                 if n in graph:
                     raise ParameterError(f"parameter {p.name!r} has the same name as step {n!r}; rename one of them")
-                if n in RESERVED or n in {"max_workers", "max_num_splits", "tag", "with", "quiet", "run_id_file"}:
-                    raise ParameterError(f"parameter {p.name!r} uses a reserved name; choose another name")
+                if n in RESERVED:
+                    raise ParameterDefinitionError(
+                        f"parameter {p.name!r} uses a reserved name (a FlowSpec attribute); choose another name"
+                    )
+                if n in cli_names:
+                    raise ParameterDefinitionError(
+                        f"parameter {p.name!r} uses a reserved name: the flow command line has an option "
+                        f"{n!r}; reserved names are {', '.join(sorted(cli_names))}; rename the parameter"
+                    )
             if p.name in seen:
                 raise ParameterError(f"parameters {seen[p.name]!r} and {attr!r} share the name {p.name!r}")
             seen[p.name] = attr

@@ -16,9 +16,10 @@ from typing import Any, NoReturn
 
 import click
 
-from ..errors import ParameterError, ReelflowError, RunFailedError
+from ..errors import ParameterError, ReelflowError, RunFailedError, RunInterruptedError
 from ..flows._decorators import parse_with_spec
 from ..flows._spec import FlowSpec
+from ._options import RUN_OPTIONS
 
 __all__ = ["build_cli", "run_cli"]
 
@@ -35,6 +36,8 @@ def _guard(f: Callable[..., Any]) -> Callable[..., Any]:
             return f(*args, **kwargs)
         except ParameterError as exc:
             raise click.UsageError(str(exc)) from None
+        except RunInterruptedError as exc:
+            _fail(str(exc), exc.exit_code)
         except RunFailedError as exc:
             _fail(str(exc))
         except ReelflowError as exc:
@@ -46,21 +49,19 @@ def _guard(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _runtime_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    opts = [
-        click.option("--max-workers", type=click.IntRange(min=1), default=None,
-                     help="Worker processes at once [default: CPU count]."),
-        click.option("--max-num-splits", type=click.IntRange(min=1), default=100, show_default=True,
-                     help="Widest foreach allowed."),
-        click.option("--tag", "tags", multiple=True, help="Tag the run (repeatable)."),
-        click.option("--with", "with_specs", multiple=True, metavar="DECORATOR",
-                     help="Attach a decorator to every step, e.g. --with retry:times=2."),
-        click.option("--quiet", is_flag=True, help="Do not echo task output."),
-        click.option("--inprocess", is_flag=True,
-                     help="Run every task in this process, one at a time, so breakpoint()/pdb work in steps."),
-        click.option("--run-id-file", type=click.Path(dir_okay=False), default=None, hidden=True),
-    ]
-    for o in reversed(opts):
-        f = o(f)
+    """The options of ``run`` and ``resume``, from the one table in ``_options.py``."""
+    for o in reversed(RUN_OPTIONS):
+        decls = [f"--{o.flag}", o.dest]
+        if o.kind == "flag":
+            f = click.option(*decls, is_flag=True, help=o.help, hidden=o.hidden)(f)
+        elif o.kind == "multiple":
+            metavar = "DECORATOR" if o.flag == "with" else None
+            f = click.option(*decls, multiple=True, help=o.help, hidden=o.hidden, metavar=metavar)(f)
+        elif o.flag == "run-id-file":
+            f = click.option(*decls, type=click.Path(dir_okay=False), default=None, hidden=o.hidden, help=o.help)(f)
+        else:
+            f = click.option(*decls, type=click.IntRange(min=1), default=o.default, help=o.help, hidden=o.hidden,
+                             show_default=o.default is not None)(f)
     return f
 
 
@@ -126,7 +127,7 @@ def build_cli(flow_cls: type[FlowSpec]) -> click.Group:
             if rt.zygote is not None:
                 rt.zygote.close()
 
-    param_opts = []
+    param_opts: list[click.Parameter] = []
     for attr, p in params.items():
         default = "" if not p.has_default or callable(p.default) else f"; default: {p.default!r}"
         req = "; required" if p.required and not p.has_default else ""
@@ -137,13 +138,18 @@ def build_cli(flow_cls: type[FlowSpec]) -> click.Group:
     run.params = param_opts + run.params
     cli.add_command(run)
 
-    @cli.command(help="Run again from the failed step (or STEP), reusing the origin run's successful tasks.")
+    @cli.command(help="Run again from the failed step (or STEP), reusing the origin run's successful tasks. "
+                      "A run that was interrupted or killed can be resumed too.")
     @click.argument("step", required=False)
     @click.option("--origin-run-id", default=None, help="Run to resume [default: the latest].")
     @_runtime_options
     @click.pass_context
     @_guard
     def resume(ctx: click.Context, step: str | None, origin_run_id: str | None, **kwargs: Any) -> None:
+        from ._scheduler import check_run_id
+
+        if origin_run_id is not None:
+            origin_run_id = check_run_id(origin_run_id, "--origin-run-id")
         rt = _make_runtime(flow_cls, ctx.obj or {}, **kwargs)
         try:
             rt.resume(origin_run_id, step)
@@ -188,22 +194,12 @@ def build_cli(flow_cls: type[FlowSpec]) -> click.Group:
     @click.option("--stdout", "which", flag_value="stdout", help="Only stdout.")
     @_guard
     def logs(pathspec: str, which: str | None) -> None:
-        from ..client import Run, namespace
+        from ._logcli import print_logs
 
-        namespace(None)
         bits = pathspec.strip("/").split("/")
         if len(bits) not in (2, 3):
             raise ParameterError(f"logs: {pathspec!r} is not RUN_ID/STEP or RUN_ID/STEP/TASK_ID")
-        step = Run(f"{name}/{bits[0]}")[bits[1]]
-        tasks = [step[bits[2]]] if len(bits) == 3 else step.tasks()
-        for t in tasks:
-            for stream in ("stdout", "stderr"):
-                if which in (None, stream):
-                    text = getattr(t, stream)
-                    if text:
-                        out = sys.stdout if stream == "stdout" else sys.stderr
-                        for line in text.rstrip("\n").split("\n"):
-                            out.write(f"[{t.pathspec}] {line}\n")
+        print_logs("/".join([name, *bits]), which)
 
     return cli
 

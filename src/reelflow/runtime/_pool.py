@@ -1,9 +1,11 @@
 """The running workers: start them, stream their output, enforce deadlines, reap them.
 
 The scheduler decides *what* runs; this pool owns the processes: their pipes (read
-without blocking through one selector), their ``@timeout`` deadlines, and turning
-an exit into a :class:`TaskResult` (a worker that died without one is reported as
-crashed, with its exit status or signal).
+without blocking through one selector, streamed to the store in bounded chunks),
+their ``@timeout`` deadlines, and turning an exit into a :class:`TaskResult` (a
+worker that died without one is reported as crashed, with its exit status or
+signal). Every worker leads its own process group; stopping a worker stops the
+whole group, so processes a step started do not outlive it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ._logs import LogSink
 from ._task import TaskResult, TaskSpec
 from ._worker import Worker, start_worker
 
@@ -47,6 +50,7 @@ class WorkerPool:
         w = start_worker(self.flow_cls, spec, self.store, self.tmp_dir, now=now, use_fork=self.use_fork,
                          zygote=self.zygote)
         w.frames = frames
+        w.logs = {"stdout": LogSink(self.store), "stderr": LogSink(self.store)}
         if timeout_seconds:
             w.deadline = now + timeout_seconds
         for fd in w.fds:
@@ -73,7 +77,7 @@ class WorkerPool:
                     f"step {w.spec.step_name!r} timed out after {w.deadline - w.started_at:.0f}s (@timeout); "
                     "raise the limit or make the step faster"
                 )
-                _kill(pid)
+                _kill_group(pid)
             # Once its pipes are closed the worker is exiting: wait for it rather
             # than poll an empty selector.
             done, status = self._reap(pid, block=not w.fds)
@@ -109,7 +113,7 @@ class WorkerPool:
             if not data:
                 self._close_fd(fd, w)
                 return
-            w.logs[stream] += data
+            w.logs[stream].write(data)
             buf = w.partial[stream] + data
             *lines, w.partial[stream] = buf.split(b"\n")
             for line in lines:
@@ -137,42 +141,80 @@ class WorkerPool:
         if w.killed_reason:
             return TaskResult("failed", exception=f"TimeoutError: {w.killed_reason}")
         if result is None:
-            return TaskResult(
-                "failed",
-                exception=f"WorkerCrashed: the worker process of step {w.spec.step_name!r} {_describe_exit(w.exit_status)} "
-                "without reporting a result (a crash in native code, os._exit or the out-of-memory killer)",
-            )
+            return TaskResult("failed", exception=crash_message(w.spec.step_name, w.exit_status))
         return result
 
-    def abort(self) -> None:
-        """Stop every worker: SIGTERM, then SIGKILL after two seconds."""
+    def abort(self, grace: float = 2.0) -> list[tuple[Worker, int | None]]:
+        """Stop every worker and its process group: SIGTERM, then SIGKILL after ``grace`` seconds.
+
+        Returns the stopped workers with their wait status (None when it was not seen),
+        their output read to the end, so the scheduler can record them as interrupted.
+        """
+        stopped: list[tuple[Worker, int | None]] = []
         for pid in list(self.running):
-            _kill(pid, signal.SIGTERM)
-        deadline = time.time() + 2.0
+            _kill_group(pid, signal.SIGTERM)
+        deadline = time.time() + grace
         while self.running and time.time() < deadline:
             for pid, w in list(self.running.items()):
-                done, _ = self._reap(pid, block=False)
+                done, status = self._reap(pid, block=False)
                 if done:
                     del self.running[pid]
-                    for fd in list(w.fds):
-                        self._close_fd(fd, w)
-            time.sleep(0.01)
+                    self._drain(w)
+                    stopped.append((w, status))
+            if self.running:
+                time.sleep(0.02)
         for pid, w in list(self.running.items()):
-            _kill(pid)
-            self._reap(pid, block=True)
-            for fd in list(w.fds):
-                self._close_fd(fd, w)
+            _kill_group(pid)
+            _, status = self._reap(pid, block=True)
+            self._drain(w)
+            stopped.append((w, status))
+        for w, _ in stopped:  # what a step started and that ignored SIGTERM
+            _kill_group(w.pid)
+            w.read_result()  # removes a result file the worker wrote as it was stopped
         self.running.clear()
+        return stopped
+
+    def _drain(self, w: Worker) -> None:
+        for fd in list(w.fds):
+            try:
+                self._read(fd, w, final=True)
+            except OSError:
+                self._close_fd(fd, w)
 
     def close(self) -> None:
         self.selector.close()
 
 
-def _kill(pid: int, sig: int = signal.SIGKILL) -> None:
+def _kill_group(pid: int, sig: int = signal.SIGKILL) -> None:
+    """Signal worker ``pid``'s process group (the worker and what its step started)."""
+    try:
+        os.killpg(pid, sig)
+        return
+    except ProcessLookupError:  # no such group: the worker is not (yet) its leader
+        pass
+    except PermissionError:  # pid was reused by someone else's group: leave it alone
+        return
     try:
         os.kill(pid, sig)
     except ProcessLookupError:
         pass
+
+
+def crash_message(step_name: str, status: int | None) -> str:
+    """The failure of a worker that ended without a result, naming the real cause."""
+    cause = "a crash in native code, os._exit or sys.exit outside the step"
+    if status is not None and os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        if sig == signal.SIGKILL:
+            cause = "SIGKILL: the out-of-memory killer or a `kill -9`"
+        elif sig in (signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGABRT):
+            cause = "a crash in native code; its stderr log holds the Python traceback"
+        else:
+            cause = "a signal sent to the worker from outside"
+    elif status is not None and os.WIFEXITED(status):
+        cause = "os._exit or a crash in native code"
+    return (f"WorkerCrashed: the worker process of step {step_name!r} {_describe_exit(status)} "
+            f"without reporting a result ({cause})")
 
 
 def _describe_exit(status: int | None) -> str:

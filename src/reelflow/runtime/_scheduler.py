@@ -6,6 +6,11 @@ worker per task attempt, streams the workers' output with a pathspec prefix,
 retries, applies ``@catch`` and ``@timeout``, and on resume clones the origin run's
 successful tasks by reference instead of running them again.
 
+A run is never left half-recorded: SIGINT and SIGTERM stop the workers (and what
+their steps started), record the run as failed and exit 130 / 143; a heartbeat
+shows the run alive while it runs; a batch of task rows the database refuses is
+written row by row so the good tasks are kept, and the run fails naming the task.
+
 Each task carries a stack of *frames*, one per enclosing split or foreach::
 
     {"kind": "foreach", "step": "start", "task_id": 1, "index": 3, "num_splits": 10,
@@ -19,24 +24,34 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
+import socket
 import sys
+import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from ..errors import ParameterError, RunFailedError
+from ..errors import ParameterError, RunFailedError, RunInterruptedError
 from ..flows._decorators import StepDecorator
 from ..flows._parameters import ParameterContext
 from ..flows._spec import FlowSpec
 from ..store import ArtifactRef, Store, TaskRecord, get_store
-from ._task import TaskResult, TaskSpec, execute_task
+from . import _tmp
+from ._inprocess import run_inprocess
+from ._logs import LogSink
 from ._pool import WorkerPool
+from ._task import TaskResult, TaskSpec
 
 __all__ = ["LocalRuntime"]
 
 _LOG_TAIL_LINES = 20
+HEARTBEAT_SECONDS = 5.0
+_MAX_RUN_ID = 2**63 - 1
 
 
 @dataclass
@@ -102,15 +117,21 @@ class LocalRuntime:
         self.zygote = zygote
         self.flow_name = flow_cls.__name__
         self.user = self.store.config.user
-        self.tmp_dir = self.store.config.home / "tmp"
+        self.tmp_base = self.store.config.home / "tmp"
+        self.tmp_dir: Path | None = None
+        self.interrupted: int | None = None  # the signal that stopped the run
+        self._in_step = False  # an in-process step is running (a signal must stop it)
+        self._last_beat = 0.0
 
     # -- entry points ------------------------------------------------------------
     def run(self, raw_params: Mapping[str, Any] | None = None) -> str:
         """Start a new run; return its id or raise RunFailedError."""
         params = self._resolve_params(raw_params or {})
         param_refs = {name: self.store.save(value) for name, value in params.items()}
-        run_id = self._create_run(param_refs, params, origin_run_id=None)
-        return self._execute(run_id, param_refs, origin=None)
+        with self._signals():
+            reprs = {name: _short_repr(v) for name, v in params.items()}
+            run_id = self._create_run(param_refs, reprs, origin_run_id=None)
+            return self._execute(run_id, param_refs, origin=None)
 
     def resume(self, origin_run_id: str | None = None, step: str | None = None) -> str:
         """Re-run from the failed step (or ``step``), reusing the origin run's successful tasks."""
@@ -120,13 +141,23 @@ class LocalRuntime:
             if not runs:
                 raise RunFailedError(f"flow {self.flow_name} has no run to resume; run it first")
             origin_run_id = runs[0]["run_id"]
+        origin_run_id = check_run_id(origin_run_id, "resume --origin-run-id")
         origin_run = md.get_run(self.flow_name, origin_run_id)
+        if origin_run["status"] == "running" and _alive(origin_run):
+            raise ParameterError(
+                f"run {self.flow_name}/{origin_run_id} is still running (pid {origin_run.get('pid')} on "
+                f"{origin_run.get('host')}); wait for it to end, or stop it, before resuming it"
+            )
         rows = md.tasks_of_run(origin_run_id)
-        refs_by_row = md.artifacts_of([r["id"] for r in rows if r["status"] == "succeeded"])
+        ok_rows = [r["id"] for r in rows if r["status"] == "succeeded"]
+        refs_by_row = md.artifacts_of(ok_rows)
+        metrics_by_row: dict[int, list[tuple[str, float, int | None, float]]] = {}
+        for m in md.metrics_of([origin_run_id]) if ok_rows else []:
+            metrics_by_row.setdefault(m["task_row"], []).append((m["name"], m["value"], m["step"], m["timestamp"]))
         tasks: dict[str, dict[str, Any]] = {}
         for r in rows:
             if r["status"] == "succeeded":
-                tasks[r["task_key"]] = {**r, "refs": refs_by_row[r["id"]]}
+                tasks[r["task_key"]] = {**r, "refs": refs_by_row[r["id"]], "metrics": metrics_by_row.get(r["id"], [])}
         if step is not None and step not in self.graph:
             raise ParameterError(
                 f"resume: flow {self.flow_name} has no step {step!r}; steps are {', '.join(self.graph.nodes)}"
@@ -144,10 +175,11 @@ class LocalRuntime:
         param_refs = {
             name: ArtifactRef(p["key"], p["size"], p["type"]) for name, p in origin_run["params"].items()
         }
-        run_id = self._create_run(
-            param_refs, {k: v["repr"] for k, v in origin_run["params"].items()}, origin_run_id=origin_run_id
-        )
-        return self._execute(run_id, param_refs, origin=_Origin(origin_run_id, tasks, rerun))
+        with self._signals():
+            run_id = self._create_run(
+                param_refs, {k: v["repr"] for k, v in origin_run["params"].items()}, origin_run_id=origin_run_id
+            )
+            return self._execute(run_id, param_refs, origin=_Origin(origin_run_id, tasks, rerun))
 
     # -- setup ---------------------------------------------------------------------
     def _resolve_params(self, raw: Mapping[str, Any]) -> dict[str, Any]:
@@ -166,9 +198,9 @@ class LocalRuntime:
             out[attr] = p.load(value, ctx)
         return out
 
-    def _create_run(self, param_refs: dict[str, ArtifactRef], params: Mapping[str, Any], origin_run_id: str | None) -> str:
+    def _create_run(self, param_refs: dict[str, ArtifactRef], reprs: Mapping[str, str], origin_run_id: str | None) -> str:
         params_json = {
-            name: {"key": r.key, "size": r.size, "type": r.type, "repr": _short_repr(params.get(name))}
+            name: {"key": r.key, "size": r.size, "type": r.type, "repr": reprs.get(name, "None")}
             for name, r in param_refs.items()
         }
         run_id = self.store.metadata.create_run(
@@ -204,41 +236,68 @@ class LocalRuntime:
         self.origin = origin
         self.next_task_id = 1
         self.ready: deque[_Pending] = deque()
-        self.pool = WorkerPool(self.flow_cls, self.store, self.tmp_dir, echo=self._emit, use_fork=self.use_fork,
-                               zygote=self.zygote)
         self.buckets: dict[tuple[str, int], dict[int, tuple[TaskSpec, dict[str, ArtifactRef]]]] = {}
         self.visits: dict[tuple[str, str], int] = {}
         self.records: list[tuple[TaskRecord, dict[str, ArtifactRef]]] = []
         self.failure: str | None = None
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
         started = time.time()
-        self._say(f"Run {self.flow_name}/{run_id} started" + (f" (resuming {origin.run_id})" if origin else ""))
-        self._schedule("start", None, dict(param_refs), [])
+        _tmp.clean_stale(self.tmp_base)
+        self.tmp_dir = _tmp.make_run_dir(self.tmp_base)
+        beater = _Beater(self) if self.inprocess else None
         try:
-            self._loop()
-        except KeyboardInterrupt:
-            self._abort("interrupted (Ctrl-C)")
+            self.pool = WorkerPool(self.flow_cls, self.store, self.tmp_dir, echo=self._emit, use_fork=self.use_fork,
+                                   zygote=self.zygote)
+            self._say(f"Run {self.flow_name}/{run_id} started" + (f" (resuming {origin.run_id})" if origin else ""),
+                      always=True)
+            self._heartbeat(force=True)
+            self._schedule("start", None, dict(param_refs), [])
+            try:
+                self._loop()
+            finally:
+                self.pool.close()
             self._flush_records()
-            self.store.metadata.finish_run(run_id, "failed")
+        except BaseException as exc:  # noqa: BLE001 - recorded, then re-raised
+            # A crash of the scheduler itself (or an interrupt before the loop
+            # noticed it): leave nothing running, record what finished.
+            self._stop_workers()
+            self._salvage_records()
+            try:
+                self._finish_run("failed", "interrupted" if isinstance(exc, KeyboardInterrupt) else "crashed")
+            except Exception:  # noqa: BLE001 - the original error is the one to show
+                pass
             raise
         finally:
-            self.pool.close()
-        self._flush_records()
+            if beater is not None:
+                beater.stop()
+            _tmp.remove_run_dir(self.tmp_dir)
+            self.tmp_dir = None
+        if self.interrupted is not None:
+            name = signal.Signals(self.interrupted).name
+            self._finish_run("failed", "interrupted")
+            self._say(f"Run {self.flow_name}/{run_id} interrupted ({name}); stopped its tasks and marked it failed",
+                      always=True)
+            raise RunInterruptedError(
+                f"run {self.flow_name}/{run_id} was interrupted ({name}) and is marked failed; "
+                f"continue it with `{self._resume_hint()}`",
+                self.interrupted,
+            )
         status = "failed" if self.failure else "succeeded"
-        self.store.metadata.finish_run(run_id, status)
+        self._finish_run(status, None)
         if self.failure:
             raise RunFailedError(self.failure)
         self._say(
             f"Run {self.flow_name}/{run_id} succeeded in {time.time() - started:.2f}s; stored in "
-            f"{self.store.config.home} (look at it: reelflow runs show {self.flow_name}/{run_id})"
+            f"{self._where()} (look at it: reelflow runs show {self.flow_name}/{run_id})",
+            always=True,
         )
         return run_id
 
     def _loop(self) -> None:
-        while (self.ready or self.pool) and not self.failure:
+        while (self.ready or self.pool) and not self.failure and self.interrupted is None:
             now = time.time()
+            self._heartbeat()
             for _ in range(len(self.ready)):
-                if len(self.pool) >= self.max_workers or self.failure:
+                if len(self.pool) >= self.max_workers or self.failure or self.interrupted is not None:
                     break
                 p = self.ready.popleft()
                 if p.not_before > now:
@@ -248,8 +307,13 @@ class LocalRuntime:
                     self._complete_clone(p)
                 elif self.inprocess:
                     t0 = time.time()
-                    result = execute_task(self.flow_cls, p.spec, self.store)
-                    self._finish(p, result, t0, logs=None)
+                    self._in_step = True
+                    try:
+                        timeout = _timeout_seconds(self._decorators(p.spec.step_name))
+                        result, logs = run_inprocess(self.flow_cls, p.spec, self.store, timeout)
+                    finally:
+                        self._in_step = False
+                    self._finish(p, result, t0, logs=logs)
                 else:
                     self.pool.start(p.spec, p.frames, _timeout_seconds(self._decorators(p.spec.step_name)), now)
             self._flush_records()
@@ -260,8 +324,8 @@ class LocalRuntime:
                 wait = min(p.not_before for p in self.ready) - time.time()
                 if wait > 0:
                     time.sleep(min(wait, 0.5))
-        if self.failure:
-            self._abort(None)
+        if self.failure or self.interrupted is not None:
+            self._stop_workers()
 
     # -- completion -------------------------------------------------------------------
     def _emit(self, spec: TaskSpec, stream: str, line: bytes) -> None:
@@ -271,13 +335,16 @@ class LocalRuntime:
         out.write(f"[{spec.run_id}/{spec.step_name}/{spec.task_id}] {line.decode('utf-8', 'replace')}\n")
         out.flush()
 
-    def _finish(self, p: _Pending, result: TaskResult, started_at: float, logs: Mapping[str, bytearray] | None) -> None:
+    def _finish(self, p: _Pending, result: TaskResult, started_at: float, logs: Mapping[str, LogSink] | None) -> None:
         spec = p.spec
         log_keys: dict[str, str | None] = {"stdout": None, "stderr": None}
-        if logs:
-            for stream, data in logs.items():
-                if data:
-                    log_keys[stream] = self.store.save(bytes(data)).key
+        for stream, sink in (logs or {}).items():
+            log_keys[stream] = sink.close()
+        if result.status == "failed" and self.interrupted is not None:
+            name = signal.Signals(self.interrupted).name
+            why = f"Interrupted: the run was stopped by {name}"
+            result = dataclasses.replace(result, exception=why,
+                                         traceback=why + ("\n" + result.traceback if result.traceback else ""))
         decos = self._decorators(spec.step_name)
         rec = TaskRecord(
             step_name=spec.step_name,
@@ -304,6 +371,8 @@ class LocalRuntime:
                 self._say(f"[{self.run_id}/{spec.step_name}/{spec.task_id}] done in {rec.finished_at - started_at:.2f}s")
             self._advance(spec, p.frames, result.artifacts, result.transition or {})
             return
+        if self.interrupted is not None:  # stopped, not broken: no retry, no @catch
+            return
         retry = decos.get("retry")
         catch = decos.get("catch")
         times = int(retry["times"]) if retry else 0
@@ -321,13 +390,13 @@ class LocalRuntime:
             return
         tail = ""
         if logs and logs.get("stderr"):
-            lines = bytes(logs["stderr"]).decode("utf-8", "replace").rstrip().splitlines()[-_LOG_TAIL_LINES:]
+            lines = logs["stderr"].tail().decode("utf-8", "replace").rstrip().splitlines()[-_LOG_TAIL_LINES:]
             tail = "\n--- last lines of its stderr ---\n" + "\n".join(lines)
         elif result.traceback:
             tail = "\n" + result.traceback.rstrip()
         self.failure = (
             f"step {spec.step_name!r} failed (task {spec.pathspec}, attempt {spec.attempt}): {result.exception}{tail}\n"
-            f"Fix the step, then resume the run: `python <flow file> resume --origin-run-id {self.run_id}`"
+            f"Fix the step, then resume the run: `{self._resume_hint()}`"
         )
 
     def _complete_clone(self, p: _Pending) -> None:
@@ -350,15 +419,44 @@ class LocalRuntime:
             cloned_from=f"{self.flow_name}/{self.origin.run_id}/{p.spec.step_name}/{origin_row['task_id']}",
             resources=origin_row["resources"],
             result=origin_row["result"],
+            metrics=list(origin_row.get("metrics", [])),
         )
         self.records.append((rec, refs))
         self._advance(p.spec, p.frames, refs, origin_row["result"] or {})
 
     def _flush_records(self) -> None:
-        """Write the task rows collected since the last flush (finished and cloned tasks)."""
-        if self.records:
-            self.store.metadata.record_tasks(self.run_id, self.records)
-            self.records = []
+        """Write the task rows collected since the last flush (finished and cloned tasks).
+
+        One transaction for the batch; if the database refuses it, row by row, so one
+        bad row costs only its own task: that task is recorded as failed (without the
+        values the database refused) and the run fails naming it and the cause.
+        """
+        if not self.records:
+            return
+        items, self.records = self.records, []
+        md = self.store.metadata
+        try:
+            md.record_tasks(self.run_id, items)
+            return
+        except Exception:  # noqa: BLE001 - retried row by row below, which names the culprit
+            pass
+        for rec, arts in items:
+            try:
+                md.record_task(self.run_id, rec, arts)
+                continue
+            except Exception as exc:  # noqa: BLE001 - the database refused this row
+                cause = _one_line(exc)
+            pathspec = f"{self.flow_name}/{self.run_id}/{rec.step_name}/{rec.task_id}"
+            why = f"its record could not be written to the metadata database: {cause}"
+            try:
+                md.record_task(self.run_id, dataclasses.replace(rec, status="failed", metrics=[], exception=why), {})
+            except Exception:  # noqa: BLE001 - nothing more to keep; the run fails below
+                pass
+            if self.failure is None:
+                self.failure = (
+                    f"step {rec.step_name!r} failed (task {pathspec}): {why}. The run's other tasks were "
+                    f"recorded; fix the step (e.g. the metrics it logs), then resume: `{self._resume_hint()}`"
+                )
 
     def _advance(self, spec: TaskSpec, frames: list[dict[str, Any]], refs: dict[str, ArtifactRef], transition: dict[str, Any]) -> None:
         node = self.graph[spec.step_name]
@@ -437,14 +535,151 @@ class LocalRuntime:
         self.ready.append(_Pending(spec, frames, clone=clone))
 
     # -- stopping -------------------------------------------------------------------
-    def _abort(self, reason: str | None) -> None:
-        self.pool.abort()
-        if reason:
-            self._say(f"Run {self.flow_name}/{self.run_id} {reason}; stopped")
+    @contextmanager
+    def _signals(self) -> Iterator[None]:
+        """While a run is recorded: SIGINT and SIGTERM stop it cleanly instead of killing this process."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
 
-    def _say(self, msg: str) -> None:
-        if not self.quiet:
+        def stop(signum: int, frame: Any) -> None:
+            if self.interrupted is None:
+                self.interrupted = signum
+            if self._in_step:  # an in-process step: stop it where it is
+                raise KeyboardInterrupt
+
+        previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _stop_workers(self) -> None:
+        """Stop the running workers (and their process groups); record them as failed."""
+        pool = getattr(self, "pool", None)
+        if pool is None:
+            return
+        reason = (f"{signal.Signals(self.interrupted).name} (the run was interrupted)" if self.interrupted is not None
+                  else "the scheduler: another task failed")
+        for w, _status in pool.abort():
+            spec = w.spec
+            rec = TaskRecord(
+                step_name=spec.step_name, task_id=spec.task_id, attempt=spec.attempt, status="failed",
+                task_key=spec.task_key, started_at=w.started_at, finished_at=time.time(),
+                split_index=spec.foreach_frames[-1]["index"] if spec.foreach_frames else None,
+                foreach_stack=[[f["index"], f["num_splits"]] for f in spec.foreach_frames],
+                input_paths=spec.input_paths,
+                exception=f"Interrupted: stopped by {reason}",
+                stdout_key=w.logs["stdout"].close() if w.logs else None,
+                stderr_key=w.logs["stderr"].close() if w.logs else None,
+            )
+            self.records.append((rec, {}))
+
+    def _salvage_records(self) -> None:
+        try:
+            self._flush_records()
+        except Exception:  # noqa: BLE001 - already failing; the first error is the one to show
+            pass
+
+    def _finish_run(self, status: str, reason: str | None) -> None:
+        md = self.store.metadata
+        if reason is not None and _accepts_reason(md.finish_run):
+            md.finish_run(self.run_id, status, reason=reason)  # type: ignore[call-arg]
+        else:
+            md.finish_run(self.run_id, status)
+
+    def _heartbeat(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_beat < HEARTBEAT_SECONDS:
+            return
+        self._last_beat = now
+        try:
+            self.store.metadata.heartbeat(self.run_id)
+        except Exception:  # noqa: BLE001 - a missed beat must not fail the run
+            pass
+
+    def _resume_hint(self) -> str:
+        module = sys.modules.get(self.flow_cls.__module__)
+        path = getattr(module, "__file__", None)
+        if not path:
+            return f"reelflow resume <flow file> --origin-run-id {self.run_id}"
+        try:
+            shown = os.path.relpath(path)
+        except ValueError:
+            shown = path
+        shown = shown if not shown.startswith("..") else path
+        if sys.argv and os.path.abspath(sys.argv[0]) == os.path.abspath(path):
+            return f"python {shown} resume --origin-run-id {self.run_id}"
+        return f"reelflow resume {shown} --origin-run-id {self.run_id}"
+
+    def _where(self) -> str:
+        describe = getattr(self.store, "describe", None)
+        if callable(describe):
+            try:
+                return str(describe())
+            except Exception:  # noqa: BLE001 - only a message
+                pass
+        return str(self.store.config.home)
+
+    def _say(self, msg: str, always: bool = False) -> None:
+        if always or not self.quiet:
             print(msg, flush=True)
+
+
+class _Beater:
+    """Heartbeats from a thread while steps run in-process (the loop is blocked in them)."""
+
+    def __init__(self, runtime: LocalRuntime) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(runtime,), name="reelflow-heartbeat", daemon=True)
+        self._thread.start()
+
+    def _run(self, runtime: LocalRuntime) -> None:
+        while not self._stop.wait(HEARTBEAT_SECONDS):
+            runtime._heartbeat(force=True)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+def check_run_id(run_id: Any, what: str) -> str:
+    """``run_id`` as a canonical string, or ParameterError naming ``what``."""
+    s = str(run_id).strip()
+    if not s.isdigit() or not 0 < int(s) <= _MAX_RUN_ID:
+        raise ParameterError(f"{what}: {str(run_id)[:40]!r} is not a run id; run ids are positive integers "
+                             "such as 12 (see `reelflow runs list`)")
+    return str(int(s))
+
+
+def _alive(run: Mapping[str, Any]) -> bool:
+    """Whether the process that runs ``run`` (a row with pid and host) still exists."""
+    pid, host = run.get("pid"), run.get("host")
+    if not pid or host != socket.gethostname() or int(pid) == os.getpid():
+        return False  # another machine's run: resuming it only reads it
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True
+    return True
+
+
+def _accepts_reason(fn: Any) -> bool:
+    import inspect
+
+    try:
+        return "reason" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    first = text[0] if text else type(exc).__name__
+    return f"{type(exc).__name__}: {first[:300]}"
 
 
 def _timeout_seconds(decos: Mapping[str, StepDecorator]) -> float:

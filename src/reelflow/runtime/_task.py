@@ -124,7 +124,10 @@ def execute_task(flow_cls: type[FlowSpec], spec: TaskSpec, store: Store) -> Task
         )
     )
     env = node.decorators.get("environment")
+    saved_env: dict[str, str | None] = {}
     if env is not None:
+        # Restored afterwards: in-process, later steps and the caller must not see them.
+        saved_env = {k: os.environ.get(k) for k in env["vars"]}
         os.environ.update(env["vars"])
     try:
         if spec.fallback_exception is not None:
@@ -154,3 +157,8 @@ def execute_task(flow_cls: type[FlowSpec], spec: TaskSpec, store: Store) -> Task
         return TaskResult("failed", exception=f"{type(exc).__name__}: {exc}", traceback=tb, metrics=current._take_metrics())
     finally:
         current._bind(None)
+        for k, old in saved_env.items():
+            if old is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = old

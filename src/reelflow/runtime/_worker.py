@@ -2,9 +2,14 @@
 the flow (no interpreter start-up), with a spawn fallback where fork is unavailable.
 
 A worker's stdout and stderr are pipes the scheduler reads live; its result is a
-pickle written to a file that the scheduler reads once the worker has exited.
-A worker that dies without a result (``os._exit``, a segfault, SIGKILL) is
-reported as failed with its exit status.
+pickle written to a file in the run's private temporary directory (mode 0700,
+see ``_tmp.py``) that the scheduler reads once the worker has exited. A worker
+that dies without a result (``os._exit``, a segfault, SIGKILL) is reported as
+failed with its exit status.
+
+Each worker leads its own process group, so a timeout or an interrupted run
+stops the processes a step started too (``os.killpg``), and a terminal's Ctrl-C
+reaches only the scheduler, which decides how to stop the workers.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from typing import Any
 
 from ._task import TaskResult, TaskSpec, execute_task
 
-__all__ = ["Worker", "start_worker", "fork_available"]
+__all__ = ["Worker", "start_worker", "fork_available", "set_group"]
 
 
 def fork_available() -> bool:
@@ -39,7 +44,7 @@ class Worker:
     started_at: float
     deadline: float | None = None
     popen: subprocess.Popen[bytes] | None = None
-    logs: dict[str, bytearray] = field(default_factory=lambda: {"stdout": bytearray(), "stderr": bytearray()})
+    logs: dict[str, Any] = field(default_factory=dict)  # stream -> _logs.LogSink (set by the pool)
     partial: dict[str, bytes] = field(default_factory=lambda: {"stdout": b"", "stderr": b""})
     exit_status: int | None = None
     killed_reason: str | None = None
@@ -75,6 +80,15 @@ def _die_with_parent() -> None:
         _libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: no orphans if the scheduler is killed
 
 
+def set_group(pid: int) -> None:
+    """Put a just-forked worker in its own group from the parent's side too, so the group
+    exists before anyone signals it (the child does the same; whichever runs first wins)."""
+    try:
+        os.setpgid(pid, pid)
+    except OSError:  # the child already did it, or has exited
+        pass
+
+
 def _write_result(path: Path, result: TaskResult) -> None:
     tmp = path.with_suffix(".tmp")
     try:
@@ -86,10 +100,23 @@ def _write_result(path: Path, result: TaskResult) -> None:
     os.replace(tmp, path)
 
 
+def _own_group() -> None:
+    """Make this process the leader of a new process group (the worker's and its children's)."""
+    try:
+        os.setpgid(0, 0)
+    except OSError:  # already a group leader (spawned with a new session)
+        pass
+
+
 def _child_main(flow_cls: Any, spec: TaskSpec, store: Any, result_path: Path, out_w: int, err_w: int) -> None:
     code = 1
     try:
+        _own_group()
         _die_with_parent()
+        # Objects inherited from the parent are never collected here, so the GC does
+        # not touch (and copy) their pages; freezing after the fork is O(1) and leaves
+        # the parent's collector alone.
+        gc.freeze()
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         os.dup2(out_w, 1)
         os.dup2(err_w, 2)
@@ -137,14 +164,12 @@ def start_worker(
         sys.stdout.flush()
         sys.stderr.flush()
         _load_libc()
-        # Objects that exist now are never collected by the parent's GC in the
-        # child, so they stay shared instead of being copied page by page.
-        gc.freeze()
         pid = os.fork()
         if pid == 0:  # child
             os.close(out_r)
             os.close(err_r)
             _child_main(flow_cls, spec, store, result_path, out_w, err_w)
+        set_group(pid)
         os.close(out_w)
         os.close(err_w)
         return Worker(spec, pid, {out_r: "stdout", err_r: "stderr"}, result_path, now)
@@ -167,6 +192,7 @@ def _spawn(flow_cls: Any, spec: TaskSpec, store: Any, result_path: Path, now: fl
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        start_new_session=True,  # its own process group, like a forked worker
     )
     assert popen.stdin is not None and popen.stdout is not None and popen.stderr is not None
     popen.stdin.write(payload)

@@ -112,7 +112,7 @@ class Zygote:
 
 def _zygote_main(flow_cls: Any, sock: socket.socket) -> None:
     from ..store import get_store
-    from ._worker import _child_main, _die_with_parent
+    from ._worker import _child_main, _die_with_parent, set_group
 
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the scheduler's to handle
@@ -156,6 +156,7 @@ def _zygote_main(flow_cls: Any, sock: socket.socket) -> None:
                 os.close(wake_r)
                 os.close(wake_w)
                 _child_main(flow_cls, spec, store, Path(result_path), out_w, err_w)
+            set_group(pid)  # before the scheduler learns the pid and may signal the group
             os.close(out_w)
             os.close(err_w)
             children.add(pid)
