@@ -56,15 +56,22 @@ class ArtworkFlow(FlowSpec):
         self.policy_name = self.input
         policy = getattr(bandits, self.policy_name)(n_actions=self.sim.n_artworks, random_state=self.seed,
                                                      **POLICIES[self.policy_name])
+        print(f"{self.policy_name}: fitting on {len(self.logs['train']['reward']):,} logged impressions ...", flush=True)
         self.policy = policy.fit(self.logs["train"])
         logs = self.logs["test"]
+        print(f"{self.policy_name}: computing its artwork probabilities for {len(logs['reward']):,} held-out "
+              "impressions ...", flush=True)
         dist = self.policy.action_distribution(logs["context"])
         kw = {"reward": logs["reward"], "action": logs["action"], "pscore": logs["pscore"], "action_dist": dist[:, :, None]}
+        print(f"{self.policy_name}: fitting the reward model for DR (2-fold cross-fitting) ...", flush=True)
         q = RegressionModel(n_actions=self.sim.n_artworks).fit_predict(
             self.test_member_features, logs["action"], logs["reward"], n_folds=2, random_state=0)
         self.estimates = {name: est.estimate_policy_value(**kw, estimated_rewards_by_reg_model=q)
                           for name, est in (("IPW", IPW()), ("SNIPW", SNIPW()), ("DR", DR()))}
         self.truth = float((self.test_play_prob * dist).sum(axis=1).mean())
+        print(f"{self.policy_name}: off-policy estimates "
+              + ", ".join(f"{k} {v:.4f}" for k, v in self.estimates.items()) + f"; simulator truth {self.truth:.4f}",
+              flush=True)
         self.next(self.pick)
 
     @step

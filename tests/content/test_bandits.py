@@ -138,3 +138,23 @@ def test_simulator_positions_and_fatigue():
     for _ in range(3):
         sim.plays(sim.impressions(2000), np.zeros(2000, int))
     assert (sim.play_probability(np.array([0]), np.array([0])) < before).all()  # seen titles tire
+
+
+def test_large_batches_are_chunked_with_progress(sim, monkeypatch, capsys):
+    """action_distribution over many contexts: same numbers in bounded chunks, progress in logs."""
+    from reelflow.content import _policies
+
+    imp = sim.impressions(600)
+    rng = np.random.default_rng(0)
+    action = rng.integers(0, sim.n_artworks, len(imp))
+    policy = LinTS(n_actions=sim.n_artworks, v=0.3, random_state=0).fit(
+        {"context": imp.contexts, "action": action, "reward": sim.plays(imp, action)})
+    whole = policy.action_distribution(imp.contexts)
+    monkeypatch.setattr(_policies, "_CHUNK_ROWS", 64)
+    monkeypatch.setenv("REELFLOW_PROGRESS_INTERVAL", "0")
+    monkeypatch.delenv("REELFLOW_PROGRESS", raising=False)
+    np.testing.assert_allclose(policy.action_distribution(imp.contexts), whole, rtol=1e-12, atol=1e-15)
+    err = capsys.readouterr().err
+    assert "[reelflow] LinTS action distribution: 600/600 contexts (100%)" in err and "\r" not in err
+    policy.action_distribution(imp.contexts, verbose=False)
+    assert capsys.readouterr().err == ""

@@ -16,6 +16,10 @@ def test_demo_trains_compares_and_picks_a_champion(tmp_path):
     assert p.returncode == 0, p.stderr
     assert "Champion (best on validation)" in p.stdout and "because you watched" in p.stdout
     assert "reelflow runs show RecsDemoFlow/" in p.stdout
+    for stage in ("Loading MovieLens", "Splitting", "EASE: tuning 3 candidate setting(s)", "refitting it on all",
+                  "testing it on the held-out period", "EASE: test ndcg@10", "champion on validation ndcg@10"):
+        assert stage in p.stdout, stage  # the demo says what it is doing at each stage
+    assert "\r" not in p.stdout + p.stderr and "\x1b" not in p.stdout + p.stderr
     run = Flow("RecsDemoFlow").latest_run
     table = run.data.comparison
     assert sorted(table.model) == ["EASE", "MostPopular"]

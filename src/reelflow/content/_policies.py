@@ -22,12 +22,14 @@ from typing import Any
 import numpy as np
 from scipy.special import ndtr
 
+from .._progress import progress
 from ..estimator import BaseEstimator
 
 __all__ = ["BasePolicy", "EpsilonGreedy", "LinUCB", "LinTS", "BernoulliTS"]
 
 _GH_X, _GH_W = np.polynomial.hermite_e.hermegauss(48)  # P(argmax) of Gaussians to ~1e-6
 _GH_W = _GH_W / _GH_W.sum()
+_CHUNK_ROWS = 2048  # contexts per step of action_distribution: LinTS holds rows x K x K x 48 floats
 
 
 def _as_contexts(contexts: Any) -> np.ndarray:
@@ -148,12 +150,26 @@ class BasePolicy(BaseEstimator, ABC):
         return mean, np.maximum(var, 0.0)
 
     # -- the public API -------------------------------------------------------------
-    def action_distribution(self, contexts: Any, candidates: Any = None) -> np.ndarray:
-        """Probability of each action for each context, shape (n, n_actions)."""
+    def action_distribution(self, contexts: Any, candidates: Any = None, *, verbose: bool | None = None) -> np.ndarray:
+        """Probability of each action for each context, shape (n, n_actions).
+
+        Large batches are computed in chunks (bounded memory) with progress on stderr;
+        ``verbose=False`` or env ``REELFLOW_PROGRESS=0`` silences it.
+        """
         self._check_n_actions()
         x = _as_contexts(contexts)
         self._ensure(x)
-        return self._distribution(x, self._mask(len(x), candidates))
+        mask = self._mask(len(x), candidates)
+        n = len(x)
+        if n <= _CHUNK_ROWS:
+            return self._distribution(x, mask)
+        out = np.empty((n, self.n_actions))
+        with progress(n, f"{type(self).__name__} action distribution", unit="context", verbose=verbose) as bar:
+            for lo in range(0, n, _CHUNK_ROWS):
+                hi = min(n, lo + _CHUNK_ROWS)
+                out[lo:hi] = self._distribution(x[lo:hi], mask[lo:hi])
+                bar.update(hi - lo)
+        return out
 
     def select(self, contexts: Any, candidates: Any = None) -> tuple[np.ndarray, np.ndarray]:
         """Choose an action per context; returns ``(actions, propensities)``."""
@@ -357,7 +373,8 @@ class BernoulliTS(BasePolicy):
         d = np.where(mask, self._slate_distribution()[:, 0][None, :], 0.0)
         return d / d.sum(axis=1, keepdims=True)
 
-    def action_distribution(self, contexts: Any, candidates: Any = None) -> np.ndarray:
+    def action_distribution(self, contexts: Any, candidates: Any = None, *, verbose: bool | None = None) -> np.ndarray:
+        # context-free: one distribution broadcast to every row, nothing long to report
         self._check_n_actions()
         n = len(contexts) if not isinstance(contexts, (int, np.integer)) else int(contexts)
         if candidates is not None:

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from .._progress import progress
+
 __all__ = [
     "InverseProbabilityWeighting",
     "IPW",
@@ -398,9 +400,12 @@ class RegressionModel:
         from sklearn.model_selection import KFold
 
         out = np.empty((len(context), self.n_actions, self.len_list))
-        for train_idx, test_idx in KFold(n_folds, shuffle=True, random_state=random_state).split(X):
-            model = self._model().fit(X[train_idx], reward[train_idx])
-            out[test_idx] = self._predict(model, context[test_idx])
+        with progress(n_folds, f"reward model ({n_folds}-fold cross-fitting, {len(context):,} rounds)",
+                      unit="fold") as bar:
+            for train_idx, test_idx in KFold(n_folds, shuffle=True, random_state=random_state).split(X):
+                model = self._model().fit(X[train_idx], reward[train_idx])
+                out[test_idx] = self._predict(model, context[test_idx])
+                bar.update()
         return out
 
 

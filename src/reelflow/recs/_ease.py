@@ -50,7 +50,7 @@ class EASE(RecommenderBase):
         if n > _NOTE_ABOVE_ITEMS:
             note(
                 f"EASE fit: inverting a {n:,} x {n:,} item matrix, O(items³) time and {2 * 4 * n * n / 1e6:,.0f} MB; "
-                "for a faster fit drop rare items first, e.g. data.filter(min_item_interactions=5)"
+                "to fit faster, drop rare items first: data.filter(min_item_interactions=...)"
             )
         with progress(3, f"EASE fit ({n:,} items, O(items³))", unit="stage") as bar:
             G = np.asarray((X.T @ X).todense(), dtype=np.float32)

@@ -13,6 +13,7 @@ chosen on validation, not test.
 
 from __future__ import annotations
 
+import math
 import time
 
 from reelflow import FlowSpec, JSONType, Parameter, current, step
@@ -45,10 +46,15 @@ class RecsDemoFlow(FlowSpec):
         unknown = [m for m in self.models if m not in GRIDS]
         if unknown:
             raise ValueError(f"unknown model {unknown[0]!r}; choose from {', '.join(GRIDS)}")
+        print(f"Loading MovieLens ml-latest-small, keeping items with at least {self.min_item_interactions} "
+              "interactions ...", flush=True)
         data = movielens_small().filter(min_item_interactions=self.min_item_interactions)
+        print(f"Splitting {data} by time: the latest {self.test_fraction:.0%} is the test period, "
+              "the latest 15% of the rest is the validation period for tuning", flush=True)
         self.train, self.test = temporal_split(data, self.test_fraction)
         self.fit_part, self.valid = temporal_split(self.train, 0.15)
-        print(f"data: {data}; train {len(self.train):,}, valid {len(self.valid):,}, test {len(self.test):,}")
+        print(f"train {len(self.train):,} (of which valid {len(self.valid):,}), test {len(self.test):,} interactions; "
+              f"next: tune and test {', '.join(self.models)}, one task each", flush=True)
         self.next(self.train_model, foreach="models")
 
     @step
@@ -59,17 +65,25 @@ class RecsDemoFlow(FlowSpec):
         self.model_name = self.input
         cls = getattr(recs, self.model_name)
         grid = GRIDS[self.model_name]
+        n_candidates = math.prod(len(values) for values in grid.values())
+        print(f"{self.model_name}: tuning {n_candidates} candidate setting(s) on the validation period "
+              f"({len(self.fit_part):,} interactions to fit, ndcg@10 to compare) ...", flush=True)
         t0 = time.perf_counter()
         tuned = recs.tune(cls, grid, self.fit_part, self.valid, metric="ndcg@10")
         self.tune_seconds = time.perf_counter() - t0
         self.best_params = tuned.best_params
         self.valid_ndcg10 = tuned.best_score
-        print(f"{self.model_name}: {len(tuned.results)} candidates, best {self.best_params} "
-              f"(valid ndcg@10 {self.valid_ndcg10:.4f})")
+        print(f"{self.model_name}: tuned in {self.tune_seconds:.1f} s, best {self.best_params} "
+              f"(valid ndcg@10 {self.valid_ndcg10:.4f}); refitting it on all {len(self.train):,} training "
+              "interactions ...", flush=True)
         t0 = time.perf_counter()
         self.model = cls(**self.best_params).fit(self.train)
         self.fit_seconds = time.perf_counter() - t0
+        print(f"{self.model_name}: fitted in {self.fit_seconds:.1f} s; testing it on the held-out period "
+              "(every user ranks the full catalogue) ...", flush=True)
         self.report = recs.evaluate(self.model, self.train, self.test, k=(10, 20))
+        test_ndcg = self.report.set_index(["metric", "k"]).value[("ndcg", 10)]
+        print(f"{self.model_name}: test ndcg@10 {test_ndcg:.4f}", flush=True)
         current.log_metrics({f"{m}@{k}": v for m, k, v in self.report.itertuples(index=False)})
         current.log_metric("valid_ndcg@10", self.valid_ndcg10)
         self.next(self.choose)
@@ -96,6 +110,8 @@ class RecsDemoFlow(FlowSpec):
         best = max(inputs, key=lambda i: i.valid_ndcg10)
         self.champion_name = best.model_name
         self.champion = best.model
+        print(f"Compared {len(rows)} model(s); champion on validation ndcg@10: {self.champion_name} "
+              f"({best.valid_ndcg10:.4f}); registering it as recs-demo@champion ...", flush=True)
         self.merge_artifacts(inputs, include=["train", "test"])
         # Register the champion with its lineage (this task); `reelflow serve recs-demo@champion` serves it.
         from reelflow import models
