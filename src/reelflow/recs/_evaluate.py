@@ -111,7 +111,7 @@ def evaluate(
         raise ValueError("no test user has training history; use cold_users='fallback' to evaluate them")
     user_ids = test.user_ids[users]
     if sampled_negatives is not None or negatives is not None:
-        return _sampled(model, train, test, users, ks, metrics, sampled_negatives, negatives, seed)
+        return _sampled(model, train, test, users, ks, metrics, sampled_negatives, negatives, seed, verbose)
     kmax = ks[-1]
     rec_items = np.empty((len(user_ids), kmax), dtype=model.item_ids_.dtype)
     chunk = max(_EVAL_CHUNK, -(-len(user_ids) // 20))  # about 20 progress steps at most
@@ -148,6 +148,7 @@ def _sampled(
     n_neg: int | None,
     negatives: np.ndarray | None,
     seed: int,
+    verbose: bool | None = None,
 ) -> pd.DataFrame:
     # One test item per user (their first in the test split) against sampled unseen items.
     T = test.matrix.tocsr()
@@ -158,12 +159,14 @@ def _sampled(
         rng = np.random.default_rng(seed)
         negatives = np.empty((len(users), n_neg), np.int64)
         all_items = np.arange(train.n_items)
-        for r, u in enumerate(users):
-            avail = np.setdiff1d(all_items, seen.indices[seen.indptr[u] : seen.indptr[u + 1]], assume_unique=True)
-            if len(avail) == 0:
-                raise ValueError(f"user {test.user_ids[u]!r} has seen every item; no negatives can be sampled")
-            # Without replacement when possible (a very active user may have fewer unseen items).
-            negatives[r] = rng.choice(avail, n_neg, replace=len(avail) < n_neg)
+        with progress(len(users), "evaluate: sampling negatives", unit="user", verbose=verbose) as bar:
+            for r, u in enumerate(users):
+                avail = np.setdiff1d(all_items, seen.indices[seen.indptr[u] : seen.indptr[u + 1]], assume_unique=True)
+                if len(avail) == 0:
+                    raise ValueError(f"user {test.user_ids[u]!r} has seen every item; no negatives can be sampled")
+                # Without replacement when possible (a very active user may have fewer unseen items).
+                negatives[r] = rng.choice(avail, n_neg, replace=len(avail) < n_neg)
+                bar.update()
     if negatives.shape[0] != len(users):
         raise ValueError("negatives= has a row count different from the evaluated users; reuse it with the same split")
     cand = np.concatenate([pos[:, None], negatives], axis=1)
