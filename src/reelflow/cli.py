@@ -66,6 +66,10 @@ def _guard(f: Callable[..., Any]) -> Callable[..., Any]:
         except ReelflowError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(1)
+        except OSError as exc:  # the disk or a file, not reelflow: still one line, not a traceback
+            where = f": {exc.filename}" if exc.filename else ""
+            click.echo(f"error: {exc.strerror or exc}{where}", err=True)
+            sys.exit(1)
 
     return wrapper
 
@@ -163,15 +167,16 @@ def _fmt_size(n: int) -> str:
 def runs_list(flow: str | None, limit: int, tags: Sequence[str], where: Sequence[str]) -> None:
     """Runs of FLOW (or of every flow), newest first, optionally filtered."""
     from .client import find_runs, namespace
+    from .errors import ParameterError
     from .store import get_store
 
     namespace(None)
     try:
         found = find_runs(flow, tags=tags, where=where)[:limit]
-    except ReelflowError as exc:
+    except ParameterError as exc:  # a --where that cannot be read
         raise click.UsageError(str(exc)) from None
     if not found:
-        click.echo(f"no matching runs{' of ' + flow if flow else ''} in {get_store().config.home}")
+        click.echo(f"no matching runs{' of ' + flow if flow else ''} in the store ({get_store().describe()})")
         return
     click.echo(f"{'RUN':<24} {'STATUS':<10} {'STARTED':<20} {'DURATION':>9}  TAGS")
     for run in found:
@@ -207,6 +212,9 @@ def runs_show(pathspec: str) -> None:
     run = Run(pathspec)
     click.echo(f"Run {run.pathspec}: {run.status}, by {run.user}, started {_fmt_time(run._row['created_at'])}"
                + (f", resumed from {run.origin_run_id}" if run.origin_run_id else ""))
+    if run.abandoned_reason:
+        click.echo(f"Abandoned: {run.abandoned_reason}; resume it with `reelflow resume FLOW_FILE --origin-run-id "
+                   f"{run.id}`")
     if run.parameters:
         click.echo("Parameters: " + ", ".join(f"{k}={v}" for k, v in run.parameters.items()))
     if run.user_tags:
@@ -231,17 +239,25 @@ def runs_show(pathspec: str) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind (non-loopback needs --token).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--token", default=None, help="Require Authorization: Bearer TOKEN (or set REELFLOW_SERVE_TOKEN).")
+@click.option("--token", default=None,
+              help="Require Authorization: Bearer TOKEN on every route but /healthz. Prefer the environment "
+                   "variable REELFLOW_SERVE_TOKEN: a command line is visible to other users of the machine.")
 @click.option("--poll-interval", type=float, default=1.0, show_default=True,
               help="Seconds between checks of the alias (hot-swap); 0 disables.")
+@click.option("--access-log", is_flag=True, help="Log one line per request on stderr.")
 @_guard
-def serve(spec: str, host: str, port: int, workers: int, token: str | None, poll_interval: float) -> None:
+def serve(spec: str, host: str, port: int, workers: int, token: str | None, poll_interval: float,
+          access_log: bool) -> None:
     """Serve a registered recommender over HTTP: reelflow serve NAME@ALIAS."""
     from .errors import ParameterError
     from .serving import serve as run_server
 
+    if token:
+        click.echo("warning: --token is visible to other users of this machine (ps, /proc/PID/cmdline); "
+                   "set REELFLOW_SERVE_TOKEN in the environment instead", err=True)
     try:
-        run_server(spec, host=host, port=port, workers=workers, token=token, poll_interval=poll_interval)
+        run_server(spec, host=host, port=port, workers=workers, token=token, poll_interval=poll_interval,
+                   access_log=access_log)
     except ParameterError as exc:
         raise click.UsageError(str(exc)) from None
 
@@ -257,9 +273,11 @@ def models_list() -> None:
     """Every registered model with its latest version and aliases."""
     from . import registry
 
+    from .store import get_store
+
     found = registry.list()
     if not found:
-        click.echo("no models are registered")
+        click.echo(f"no models are registered in the store ({get_store().describe()})")
         return
     click.echo(f"{'MODEL':<28} {'LATEST':>6}  {'ALIASES':<28} SOURCE")
     for mv in found:
@@ -311,6 +329,22 @@ def models_history(name: str) -> None:
         to = "deleted" if r["version"] is None else f"-> {r['version']}"
         prev = f" (was {r['previous_version']})" if r["previous_version"] is not None else ""
         click.echo(f"{_fmt_time(r['at'])}  {r['alias']:<16} {to}{prev}  by {r['user']}")
+
+
+
+@main.command()
+@click.option("--grace", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="Hours: files younger than this (and than the start of any live run) are kept.")
+@click.option("--dry-run", is_flag=True, help="Only report what would be removed.")
+@_guard
+def gc(grace: float, dry_run: bool) -> None:
+    """Remove partial writes of crashed writers, blobs no run or model refers to, and quarantined blobs."""
+    from .store import get_store
+    from .store._gc import collect_garbage
+
+    store = get_store(create=False)
+    report = collect_garbage(store, grace=grace * 3600, dry_run=dry_run)
+    click.echo(f"{report.summary()} ({store.describe()})")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -19,12 +19,17 @@ kept shallow so that ``except`` clauses stay readable::
     ├── NotFittedError           a model method needs fit() first
     └── MissingExtraError        a toolkit's optional dependencies are not installed
 
+    ReelflowWarning (UserWarning)
+    └── NamespaceWarning         the client's namespace hides runs that exist
+
 Messages name the offending step, parameter, file or id and say what to do.
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "ReelflowWarning",
+    "NamespaceWarning",
     "ReelflowError",
     "FlowDefinitionError",
     "ParameterError",
@@ -124,3 +129,11 @@ class CorruptModelFileError(ModelFileError, CorruptArtifactError):
 
 class MissingExtraError(ReelflowError, ImportError):
     """A toolkit was used whose optional dependencies (a ``reelflow[...]`` extra) are absent."""
+
+
+class ReelflowWarning(UserWarning):
+    """Root of the warnings reelflow emits."""
+
+
+class NamespaceWarning(ReelflowWarning):
+    """The client found no run in its namespace while runs of other namespaces exist."""

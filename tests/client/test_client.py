@@ -3,7 +3,7 @@
 import pytest
 
 from reelflow import Flow, Run, Step, Task, get_namespace, namespace
-from reelflow.errors import NamespaceMismatchError, NotFoundError
+from reelflow.errors import NamespaceMismatchError, NamespaceWarning, NotFoundError
 from reelflow.runtime import LocalRuntime
 
 SRC = """
@@ -71,7 +71,10 @@ def test_tags_and_namespaces(hello):
     assert "best" not in Run(r.pathspec).tags
     assert get_namespace().startswith("user:")
     namespace("user:someone-else")
-    assert Flow("Hello").runs() == []
+    with pytest.warns(NamespaceWarning, match=r"2 runs outside the namespace 'user:someone-else' .*namespace\(None\)"):
+        assert Flow("Hello").runs() == []
+    with pytest.warns(NamespaceWarning, match="successful runs outside the namespace"):
+        assert Flow("Hello").latest_successful_run is None
     with pytest.raises(NamespaceMismatchError, match="namespace"):
         Run(r.pathspec)
     namespace(None)

@@ -31,8 +31,10 @@ def test_versions_aliases_and_history():
 @pytest.mark.parametrize(
     "call, match",
     [
-        (lambda: models.get("nope@champion"), "no alias 'champion'"),
-        (lambda: models.get("nope"), "is not registered"),
+        (lambda: models.get("nope@champion"), "no model named 'nope' is registered in the store \\(metadata: "),
+        (lambda: models.get("ranker@champion"), "model 'ranker' has no alias 'champion'"),
+        (lambda: models.get("nope"), "no model named 'nope' is registered in the store"),
+        (lambda: models.get("ranker/7"), "no version 7"),
         (lambda: models.set_alias("ranker", "champion", 9), "has no version 9; its versions are \\[1\\]"),
         (lambda: models.delete_alias("ranker", "ghost"), "has no alias 'ghost'"),
         (lambda: models.register("bad name!", 1), "model name 'bad name!' is not valid"),

@@ -6,12 +6,14 @@ the blob store only when asked for, and every read verifies the blob's hash.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from functools import cached_property
 from typing import Any
 
-from ..errors import NamespaceMismatchError, NotFoundError
+from ..config import load_config
+from ..errors import NamespaceMismatchError, NamespaceWarning, NotFoundError
 from ..store import ArtifactRef, Store, get_store
 
 __all__ = [
@@ -32,7 +34,7 @@ _namespace: Any = _DEFAULT
 def default_namespace() -> str:
     """Reset the namespace to the current user's (``user:<name>``) and return it."""
     global _namespace
-    _namespace = f"user:{get_store().config.user}"
+    _namespace = f"user:{load_config().user}"
     return _namespace  # type: ignore[no-any-return]
 
 
@@ -65,36 +67,52 @@ class Flow:
     """All runs of one flow: ``Flow("TrainFlow").latest_successful_run``."""
 
     def __init__(self, name: str, *, _store: Store | None = None) -> None:
-        self._store = _store or get_store()
+        self._store = _store or get_store(create=False)
         self.id = name
         self.pathspec = name
         if name not in self._store.metadata.list_flows():
-            raise NotFoundError(f"flow {name!r} has no runs in the store {self._store.config.home}")
+            raise NotFoundError(f"flow {name!r} has no runs in the store ({self._store.describe()})")
 
     def runs(self, *tags: str) -> list[Run]:
-        """Runs in the current namespace carrying all ``tags``, newest first."""
+        """Runs in the current namespace carrying all ``tags``, newest first.
+
+        When the namespace hides every matching run, a :class:`NamespaceWarning`
+        says whose runs exist and how to see them.
+        """
+        return self._runs(tags, successful=False)
+
+    def _runs(self, tags: tuple[str, ...], *, successful: bool) -> list[Run]:
         ns = get_namespace()
-        out = []
+        out, hidden = [], []
         for row in self._store.metadata.list_runs(self.id):
             all_tags = set(row["tags"]) | set(row["system_tags"])
-            if ns is not None and ns not in all_tags:
-                continue
             if not set(tags) <= all_tags:
                 continue
+            if ns is not None and ns not in all_tags:
+                hidden.append(row)
+                continue
             out.append(Run._from_row(row, self._store))
-        return out
+        found = [r for r in out if r.successful] if successful else out
+        if not found:
+            hidden = [r for r in hidden if r["status"] == "succeeded"] if successful else hidden
+            if hidden:
+                _warn_hidden(self.id, ns, hidden, "successful runs" if successful else "runs")
+        return found
 
     def __iter__(self) -> Iterator[Run]:
         return iter(self.runs())
 
     @property
     def latest_run(self) -> Run | None:
-        runs = self.runs()
+        """The newest run in the current namespace (None, with a warning naming the namespace, if none)."""
+        runs = self._runs((), successful=False)
         return runs[0] if runs else None
 
     @property
     def latest_successful_run(self) -> Run | None:
-        return next((r for r in self.runs() if r.successful), None)
+        """The newest successful run in the current namespace (None, with a warning, if none)."""
+        runs = self._runs((), successful=True)
+        return runs[0] if runs else None
 
     def __getitem__(self, run_id: str) -> Run:
         return Run(f"{self.id}/{run_id}", _store=self._store)
@@ -103,11 +121,22 @@ class Flow:
         return f"Flow('{self.id}')"
 
 
+def _warn_hidden(flow: str, ns: str | None, hidden: list[dict[str, Any]], what: str) -> None:
+    owners = sorted({f"user:{r['user']}" for r in hidden})
+    warnings.warn(
+        f"flow {flow!r} has {len(hidden)} {what} outside the namespace {ns!r} (made by {', '.join(owners)}); "
+        f"the client only sees runs of the current namespace: call reelflow.namespace(None) to see every run, "
+        f"or reelflow.namespace({owners[0]!r})",
+        NamespaceWarning,
+        stacklevel=4,
+    )
+
+
 class Run:
     """One run: ``Run("TrainFlow/12")``. ``run["train"]`` is a :class:`Step`."""
 
     def __init__(self, pathspec: str, *, _store: Store | None = None, _row: dict[str, Any] | None = None) -> None:
-        self._store = _store or get_store()
+        self._store = _store or get_store(create=False)
         flow, run_id = _split(pathspec, 2, "run", "'FlowName/RUN_ID'")
         self._row = _row or self._store.metadata.get_run(flow, run_id)
         if _row is None:
@@ -138,7 +167,14 @@ class Run:
     # -- status ----------------------------------------------------------------------
     @property
     def status(self) -> str:
+        """``running``, ``succeeded``, ``failed`` or ``abandoned`` (recorded as running, but its
+        process is gone: see :attr:`abandoned_reason`)."""
         return str(self._row["status"])
+
+    @property
+    def abandoned_reason(self) -> str | None:
+        """Why a run recorded as running is dead (None unless :attr:`status` is ``abandoned``)."""
+        return self._row.get("abandoned_reason")
 
     @property
     def successful(self) -> bool:
@@ -146,7 +182,8 @@ class Run:
 
     @property
     def finished(self) -> bool:
-        return self._row["status"] in ("succeeded", "failed")
+        """True once the run cannot change any more: it succeeded, failed or was abandoned."""
+        return self._row["status"] in ("succeeded", "failed", "abandoned")
 
     @property
     def created_at(self) -> datetime:

@@ -60,7 +60,7 @@ def _matches(run_row: dict[str, Any], final: dict[str, float], cond: tuple[str, 
 def find_runs(flow: str | None = None, *, tags: Sequence[str] = (), where: Sequence[str] = ()) -> list[Run]:
     """Runs (newest first, in the current namespace) with all ``tags`` that satisfy every
     ``where`` condition, e.g. ``find_runs("RecsDemoFlow", where=["metrics.ndcg@10 > 0.3"])``."""
-    store = get_store()
+    store = get_store(create=False)
     conds = [parse_condition(w) for w in where]
     ns = get_namespace()
     rows = store.metadata.list_runs(flow)

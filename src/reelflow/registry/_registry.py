@@ -8,18 +8,14 @@ recorded with its time and user.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
-
 from ..errors import NotFoundError, ReelflowError
-from ..store import get_store
-from ..store import _schema as s
+from ..store import Store, get_store
 
 __all__ = ["ModelVersion", "register", "alias_version", "set_alias", "delete_alias", "get", "load", "list", "versions", "history",
            "parse_spec"]
@@ -65,19 +61,26 @@ def _check_name(kind: str, value: str) -> None:
         )
 
 
-def _row_to_version(row: Any, aliases: tuple[str, ...]) -> ModelVersion:
+def _row_to_version(row: dict[str, Any], aliases: tuple[str, ...]) -> ModelVersion:
     return ModelVersion(
         name=row["name"], version=row["version"], key=row["key"], size=row["size"], type=row["type"],
-        source=row["source"], artifact=row["artifact"], metrics=json.loads(row["metrics"] or "{}"),
+        source=row["source"], artifact=row["artifact"], metrics=dict(row["metrics"]),
         description=row["description"], created_at=row["created_at"], user=row["user"], aliases=aliases,
     )
 
 
-def _aliases_of(conn: Any, name: str) -> dict[int, tuple[str, ...]]:
+def _aliases_by_version(store: Store, name: str) -> dict[int, tuple[str, ...]]:
     out: dict[int, _builtin_list[str]] = {}
-    for r in conn.execute(select(s.model_aliases).where(s.model_aliases.c.name == name)).mappings():
-        out.setdefault(r["version"], []).append(r["alias"])
+    for alias, version in store.metadata.model_aliases(name).items():
+        out.setdefault(version, []).append(alias)
     return {v: tuple(sorted(a)) for v, a in out.items()}
+
+
+def _no_model(store: Store, name: str) -> NotFoundError:
+    return NotFoundError(
+        f"no model named {name!r} is registered in the store ({store.describe()}); "
+        "see `reelflow models list`, or set REELFLOW_HOME to the store that holds it"
+    )
 
 
 def register(
@@ -115,57 +118,25 @@ def register(
             raise ReelflowError(f"model {name!r} cannot be saved: {exc}; register a picklable object") from None
         key, size, type_ = ref.key, ref.size, ref.type
         source = current.pathspec if current.is_running_flow else None
-    user = store.config.user
-    now = time.time()
-    with store.metadata.write(lock=f"model:{name}") as conn:  # version = max + 1, one writer at a time
-        top = conn.execute(select(func.max(s.models.c.version)).where(s.models.c.name == name)).scalar()
-        version = int(top or 0) + 1
-        conn.execute(insert(s.models).values(
-            name=name, version=version, key=key, size=size, type=type_, source=source, artifact=artifact,
-            metrics=json.dumps(metrics), description=description, created_at=now, user=user,
-        ))
-        if alias is not None:
-            _move_alias(conn, name, alias, version, user, now)
+    version = store.metadata.register_model_version(
+        name, key=key, size=size, type=type_, source=source, artifact=artifact, metrics=metrics,
+        description=description, user=store.config.user, created_at=time.time(), alias=alias,
+    )
     return get(f"{name}/{version}")
-
-
-def _move_alias(conn: Any, name: str, alias: str, version: int | None, user: str, now: float) -> None:
-    prev = conn.execute(select(s.model_aliases.c.version).where(
-        s.model_aliases.c.name == name, s.model_aliases.c.alias == alias)).scalar()
-    if version is None:
-        if prev is None:
-            raise NotFoundError(f"model {name!r} has no alias {alias!r}")
-        conn.execute(delete(s.model_aliases).where(s.model_aliases.c.name == name, s.model_aliases.c.alias == alias))
-    elif prev is None:
-        conn.execute(insert(s.model_aliases).values(name=name, alias=alias, version=version, updated_at=now, user=user))
-    else:
-        conn.execute(update(s.model_aliases).where(s.model_aliases.c.name == name, s.model_aliases.c.alias == alias)
-                     .values(version=version, updated_at=now, user=user))
-    conn.execute(insert(s.alias_history).values(name=name, alias=alias, version=version, previous_version=prev,
-                                                at=now, user=user))
 
 
 def set_alias(name: str, alias: str, version: int) -> ModelVersion:
     """Point ``name@alias`` at ``version`` (recorded in the alias history)."""
     _check_name("alias", alias)
-    store = get_store()
-    with store.metadata.write() as conn:
-        exists = conn.execute(select(s.models.c.id).where(s.models.c.name == name, s.models.c.version == int(version))).first()
-        if exists is None:
-            known = [r[0] for r in conn.execute(select(s.models.c.version).where(s.models.c.name == name))]
-            raise NotFoundError(
-                f"model {name!r} has no version {version}" + (f"; its versions are {known}" if known else
-                                                              " (no such model is registered)")
-            )
-        _move_alias(conn, name, alias, int(version), store.config.user, time.time())
+    store = get_store(create=False)
+    store.metadata.set_model_alias(name, alias, int(version), user=store.config.user, at=time.time())
     return get(f"{name}/{version}")
 
 
 def delete_alias(name: str, alias: str) -> None:
     """Remove ``name@alias`` (recorded in the alias history)."""
-    store = get_store()
-    with store.metadata.write() as conn:
-        _move_alias(conn, name, alias, None, store.config.user, time.time())
+    store = get_store(create=False)
+    store.metadata.delete_model_alias(name, alias, user=store.config.user, at=time.time())
 
 
 def parse_spec(spec: str) -> tuple[str, str | None, int | None]:
@@ -184,35 +155,30 @@ def parse_spec(spec: str) -> tuple[str, str | None, int | None]:
 def get(spec: str) -> ModelVersion:
     """The version named by ``"name@alias"``, ``"name/3"`` or ``"name"`` (its latest version)."""
     name, alias, version = parse_spec(spec)
-    store = get_store()
-    with store.metadata.read() as conn:
-        if alias is not None:
-            version = conn.execute(select(s.model_aliases.c.version).where(
-                s.model_aliases.c.name == name, s.model_aliases.c.alias == alias)).scalar()
-            if version is None:
-                have = sorted(r[0] for r in conn.execute(select(s.model_aliases.c.alias).where(s.model_aliases.c.name == name)))
-                raise NotFoundError(
-                    f"model {name!r} has no alias {alias!r}" + (f"; its aliases are {', '.join(have)}" if have else
-                    "; set one with `reelflow models alias NAME ALIAS VERSION`")
-                )
-        q = select(s.models).where(s.models.c.name == name)
-        q = q.where(s.models.c.version == version) if version is not None else q.order_by(s.models.c.version.desc())
-        row = conn.execute(q).mappings().first()
-        if row is None:
+    store = get_store(create=False)
+    md = store.metadata
+    if alias is not None:
+        aliases = md.model_aliases(name)
+        version = aliases.get(alias)
+        if version is None:
+            if not aliases and md.model_version_row(name) is None:
+                raise _no_model(store, name)
+            have = sorted(aliases)
             raise NotFoundError(
-                f"model {spec!r} is not registered" + ("" if version is None else f" (no version {version})")
-                + "; see `reelflow models list`"
+                f"model {name!r} has no alias {alias!r}" + (f"; its aliases are {', '.join(have)}" if have else
+                "; set one with `reelflow models alias NAME ALIAS VERSION`")
             )
-        return _row_to_version(row, _aliases_of(conn, name).get(row["version"], ()))
+    row = md.model_version_row(name, version)
+    if row is None:
+        if version is None or md.model_version_row(name) is None:
+            raise _no_model(store, name)
+        raise NotFoundError(f"model {spec!r} is not registered (no version {version}); see `reelflow models show {name}`")
+    return _row_to_version(row, _aliases_by_version(store, name).get(row["version"], ()))
 
 
 def alias_version(name: str, alias: str) -> int | None:
     """The version ``name@alias`` points at (None if unset): one cheap query, for pollers."""
-    store = get_store()
-    with store.metadata.read() as conn:
-        v = conn.execute(select(s.model_aliases.c.version).where(
-            s.model_aliases.c.name == name, s.model_aliases.c.alias == alias)).scalar()
-    return None if v is None else int(v)
+    return get_store(create=False).metadata.model_alias_version(name, alias)
 
 
 def load(spec: str) -> Any:
@@ -222,27 +188,19 @@ def load(spec: str) -> Any:
 
 def versions(name: str) -> _builtin_list[ModelVersion]:
     """Every version of ``name``, oldest first."""
-    store = get_store()
-    with store.metadata.read() as conn:
-        rows = conn.execute(select(s.models).where(s.models.c.name == name).order_by(s.models.c.version)).mappings().all()
-        aliases = _aliases_of(conn, name)
+    store = get_store(create=False)
+    rows = store.metadata.model_version_rows(name)
     if not rows:
-        raise NotFoundError(f"no model named {name!r} is registered; see `reelflow models list`")
+        raise _no_model(store, name)
+    aliases = _aliases_by_version(store, name)
     return [_row_to_version(r, aliases.get(r["version"], ())) for r in rows]
 
 
 def list() -> _builtin_list[ModelVersion]:  # noqa: A001 - the registry's verb
     """The latest version of every registered model."""
-    store = get_store()
-    with store.metadata.read() as conn:
-        names = [r[0] for r in conn.execute(select(s.models.c.name).distinct().order_by(s.models.c.name))]
-    return [get(n) for n in names]
+    return [get(n) for n in get_store(create=False).metadata.model_names()]
 
 
 def history(name: str) -> _builtin_list[dict[str, Any]]:
     """Every alias move of ``name``: alias, version (None when deleted), previous version, time, user."""
-    store = get_store()
-    with store.metadata.read() as conn:
-        rows = conn.execute(select(s.alias_history).where(s.alias_history.c.name == name)
-                            .order_by(s.alias_history.c.id)).mappings().all()
-    return [{k: r[k] for k in ("alias", "version", "previous_version", "at", "user")} for r in rows]
+    return get_store(create=False).metadata.alias_history(name)

@@ -457,6 +457,25 @@ class MetadataStore(RegistryTables):
         return rows
 
 
+    def referenced_blob_keys(self) -> tuple[set[str], set[str]]:
+        """Blob keys rows refer to: (artifacts, parameters and models; task logs).
+
+        Log keys may name manifests whose chunks the caller must follow.
+        """
+        keys: set[str] = set()
+        logs: set[str] = set()
+        with self._read() as conn:
+            keys.update(r[0] for r in conn.execute(select(s.artifacts.c.key).distinct()))
+            for col in (s.tasks.c.stdout_key, s.tasks.c.stderr_key):
+                logs.update(r[0] for r in conn.execute(select(col).distinct().where(col.is_not(None))))
+            for (params,) in conn.execute(select(s.runs.c.params)):
+                for p in json.loads(params or "{}").values():
+                    if isinstance(p, dict) and isinstance(p.get("key"), str):
+                        keys.add(p["key"])
+        keys |= self.model_blob_keys()
+        return keys, logs
+
+
 def _check_metrics(rec: TaskRecord) -> None:
     """Refuse metric points the schema cannot hold (the runtime checks them first, at log time)."""
     for name, _value, step, _ts in rec.metrics:
