@@ -25,7 +25,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
-import socket
 import sys
 import threading
 import time
@@ -143,7 +142,9 @@ class LocalRuntime:
             origin_run_id = runs[0]["run_id"]
         origin_run_id = check_run_id(origin_run_id, "resume --origin-run-id")
         origin_run = md.get_run(self.flow_name, origin_run_id)
-        if origin_run["status"] == "running" and _alive(origin_run):
+        # The store reads a dead "running" run (killed, out of memory) as "abandoned":
+        # that one is resumable; a live one is not.
+        if origin_run["status"] == "running" and origin_run.get("pid") != os.getpid():
             raise ParameterError(
                 f"run {self.flow_name}/{origin_run_id} is still running (pid {origin_run.get('pid')} on "
                 f"{origin_run.get('host')}); wait for it to end, or stop it, before resuming it"
@@ -651,20 +652,6 @@ def check_run_id(run_id: Any, what: str) -> str:
         raise ParameterError(f"{what}: {str(run_id)[:40]!r} is not a run id; run ids are positive integers "
                              "such as 12 (see `reelflow runs list`)")
     return str(int(s))
-
-
-def _alive(run: Mapping[str, Any]) -> bool:
-    """Whether the process that runs ``run`` (a row with pid and host) still exists."""
-    pid, host = run.get("pid"), run.get("host")
-    if not pid or host != socket.gethostname() or int(pid) == os.getpid():
-        return False  # another machine's run: resuming it only reads it
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError, ValueError):
-        return True
-    return True
 
 
 def _accepts_reason(fn: Any) -> bool:

@@ -117,7 +117,9 @@ def _child_main(flow_cls: Any, spec: TaskSpec, store: Any, result_path: Path, ou
         # not touch (and copy) their pages; freezing after the fork is O(1) and leaves
         # the parent's collector alone.
         gc.freeze()
+        # Not the scheduler's handlers (a forked worker inherits them): a signal stops the task.
         signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.dup2(out_w, 1)
         os.dup2(err_w, 2)
         os.close(out_w)
