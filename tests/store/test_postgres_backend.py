@@ -80,9 +80,18 @@ def test_concurrent_runs_and_registry_on_postgres(postgres_url, write_flow):
 
 
 def test_in_process_runtime_on_postgres(postgres_url, load_flow):
-    cls = load_flow(FLOW.replace("PgFlow", "PgInline"))
-    run_id = LocalRuntime(cls, quiet=True).run({"n": 2})
-    assert Flow("PgInline")[run_id].data is not None
+    import os
+
+    src = FLOW.replace("PgFlow", "PgInline").replace(
+        "self.items = list(range(self.n))", "self.items = list(range(self.n))\n        self.pid = os.getpid()")
+    cls = load_flow(src)
+    run_id = LocalRuntime(cls, quiet=True, inprocess=True).run({"n": 3})
+    assert get_store().metadata.url.startswith("postgresql")
+    run = Flow("PgInline")[run_id]
+    assert run.successful
+    assert run["start"].task.data.pid == os.getpid()  # the tasks ran in this process
+    assert run["join"].task.data.total == 0 + 1 + 4
+    assert sorted(m["value"] for m in get_store().metadata.metrics_of([run_id])) == [0.0, 1.0, 4.0]
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
