@@ -180,29 +180,51 @@ if __name__ == "__main__":
 """
 
 
-@pytest.mark.parametrize("delay", [0.25, 0.7])
-def test_sigkill_leaves_a_readable_store_that_resume_finishes(write_flow, delay):
-    path = write_flow(SLOW)
-    proc = subprocess.Popen([sys.executable, str(path), "run", "--max-workers", "2"],
+MARKED = SLOW.replace("import time", "import os, time").replace(
+    "        time.sleep(0.3)\n",
+    "        open(os.path.join(os.environ['MARKS'], f'{self.input}.{os.getpid()}'), 'w').close()\n"
+    "        time.sleep(float(os.environ.get('WORK_SECONDS', '0.3')))\n",
+)
+
+
+def _wait_marks(proc, marks, n, timeout=120.0):
+    deadline = time.monotonic() + timeout
+    while len(os.listdir(marks)) < n:
+        assert proc.poll() is None, f"the run ended ({proc.returncode}) before {n} work tasks started"
+        assert time.monotonic() < deadline, f"fewer than {n} work tasks started in {timeout:.0f}s"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("started", [1, 4])
+def test_sigkill_leaves_a_readable_store_that_resume_finishes(write_flow, tmp_path, started):
+    path = write_flow(MARKED)
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    env = {**os.environ, "MARKS": str(marks), "WORK_SECONDS": "1.0"}
+    proc = subprocess.Popen([sys.executable, str(path), "run", "--max-workers", "2"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=path.parent)
-    time.sleep(delay)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    time.sleep(0.5)  # workers die with their parent (PDEATHSIG)
+    try:
+        _wait_marks(proc, marks, started)  # work tasks are running: the run and its start task are recorded
+    finally:
+        proc.kill()
+        proc.wait(timeout=120)
     namespace(None)
-    runs = Flow("Slow").runs() if _has_flow("Slow") else []
-    if runs:
-        r = runs[0]
-        assert not r.finished
-        for s in r.steps():
-            for t in s.tasks():
-                assert t.successful
-                assert dict(t.artifacts)  # every recorded task has its artifacts
-        p = run_py(path, "resume")
-    else:  # killed before the run row was written
-        p = run_py(path, "run")
+    r = Flow("Slow").latest_run
+    assert r.status == "abandoned" and r.finished and not r.successful
+    assert "is gone" in r.abandoned_reason
+    assert r["start"].task.successful
+    for s in r.steps():
+        for t in s.tasks():
+            assert t.successful
+            assert dict(t.artifacts)  # every recorded task has its artifacts
+            for name in t.artifacts:
+                t[name].data  # and they load
+    p = run_py(path, "resume", "--origin-run-id", r.id, env=env)
     assert p.returncode == 0, p.stderr
-    assert Flow("Slow").latest_run.data.ys == [0, 2, 4, 6, 8, 10]
+    resumed = Flow("Slow").latest_run
+    assert resumed.origin_run_id == r.id and resumed.successful
+    assert resumed.data.ys == [0, 2, 4, 6, 8, 10]
+    assert resumed["start"].task.origin_pathspec == f"Slow/{r.id}/start/{r['start'].task.id}"
 
 
 def _has_flow(name):
@@ -254,17 +276,26 @@ def test_runner_runs_and_resumes(write_flow, tmp_path):
         assert res2.run.origin_run_id == res.run.id
 
 
-def test_ctrl_c_stops_cleanly_and_marks_the_run_failed(write_flow):
-    path = write_flow(SLOW.replace("time.sleep(0.3)", "time.sleep(30)"))
-    proc = subprocess.Popen([sys.executable, str(path), "run"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, cwd=path.parent, start_new_session=True)
-    time.sleep(2.0)
-    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole process group
-    out, err = proc.communicate(timeout=30)
+def test_ctrl_c_stops_cleanly_and_marks_the_run_failed(write_flow, tmp_path):
+    path = write_flow(MARKED)
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    env = {**os.environ, "MARKS": str(marks), "WORK_SECONDS": "300"}
+    proc = subprocess.Popen([sys.executable, str(path), "run", "--max-workers", "2"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=path.parent, env=env, start_new_session=True)
+    try:
+        _wait_marks(proc, marks, 2)  # both workers are inside the step, however loaded the machine
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole process group
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
     assert proc.returncode == 130, (out, err)
-    assert "interrupted" in err and "Traceback" not in err
+    assert "interrupted (SIGINT)" in err and "Traceback" not in err and "WorkerCrashed" not in out + err
     r = Flow("Slow").latest_run
-    assert r.finished and not r.successful
+    assert r.finished and not r.successful and r.status == "failed"
+    assert [t.exception.startswith("Interrupted") for t in r["work"].tasks()] == [True, True]
 
 
 @pytest.mark.parametrize("fork_server", ["1", "0"])

@@ -25,12 +25,14 @@ from ._worker import Worker, start_worker
 __all__ = ["WorkerPool"]
 
 _ZYGOTE = object()  # selector tag of the fork server's socket
+_LONGEST_LINE = 1 << 16  # echoed in pieces beyond this, so memory stays bounded
 
 
 class WorkerPool:
-    """Worker processes of one run. ``echo(spec, stream, line)`` receives their output lines."""
+    """Worker processes of one run. ``echo(spec, stream, line)`` receives their output lines
+    (None: output is only stored, never split into lines)."""
 
-    def __init__(self, flow_cls: Any, store: Any, tmp_dir: Path, *, echo: Callable[[TaskSpec, str, bytes], None],
+    def __init__(self, flow_cls: Any, store: Any, tmp_dir: Path, *, echo: Callable[[TaskSpec, str, bytes], None] | None,
                  use_fork: bool = True, zygote: Any = None) -> None:
         self.flow_cls = flow_cls
         self.store = store
@@ -114,10 +116,17 @@ class WorkerPool:
                 self._close_fd(fd, w)
                 return
             w.logs[stream].write(data)
+            if self.echo is None:
+                if not final:
+                    return
+                continue
             buf = w.partial[stream] + data
             *lines, w.partial[stream] = buf.split(b"\n")
             for line in lines:
                 self.echo(w.spec, stream, line)
+            if len(w.partial[stream]) > _LONGEST_LINE:  # no newline in sight: echo what there is
+                self.echo(w.spec, stream, w.partial[stream])
+                w.partial[stream] = b""
             if not final:
                 return
 
@@ -129,7 +138,7 @@ class WorkerPool:
         os.close(fd)
         stream = w.fds.pop(fd)
         rest = w.partial[stream]
-        if rest:
+        if rest and self.echo is not None:
             w.partial[stream] = b""
             self.echo(w.spec, stream, rest)
 

@@ -126,6 +126,7 @@ class LocalRuntime:
     def run(self, raw_params: Mapping[str, Any] | None = None) -> str:
         """Start a new run; return its id or raise RunFailedError."""
         params = self._resolve_params(raw_params or {})
+        self.store.preflight()  # an unusable store is one clear error before any run is recorded
         param_refs = {name: self.store.save(value) for name, value in params.items()}
         with self._signals():
             reprs = {name: _short_repr(v) for name, v in params.items()}
@@ -246,7 +247,8 @@ class LocalRuntime:
         self.tmp_dir = _tmp.make_run_dir(self.tmp_base)
         beater = _Beater(self) if self.inprocess else None
         try:
-            self.pool = WorkerPool(self.flow_cls, self.store, self.tmp_dir, echo=self._emit, use_fork=self.use_fork,
+            self.pool = WorkerPool(self.flow_cls, self.store, self.tmp_dir, echo=None if self.quiet else self._emit,
+                                   use_fork=self.use_fork,
                                    zygote=self.zygote)
             self._say(f"Run {self.flow_name}/{run_id} started" + (f" (resuming {origin.run_id})" if origin else ""),
                       always=True)
