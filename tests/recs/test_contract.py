@@ -196,3 +196,33 @@ def test_bad_hyper_parameters_raise_in_fit(model, match, data):
         model.fit(data)
     with pytest.raises(TypeError, match="takes an Interactions"):
         clone(model).fit([[1, 2]])
+
+
+class _WritesMarker:
+    """Unpickling this would create a file: proof that loading ran code from the model file."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import pathlib
+
+        return (pathlib.Path.write_text, (self.marker, "code ran"))
+
+
+@pytest.mark.parametrize("model", MODELS, ids=ids)
+def test_crafted_model_file_runs_nothing(model, data, tmp_path):
+    """Every model: a learned array swapped for a pickled object is refused, never unpickled."""
+    import io
+    import zipfile
+
+    path, crafted, marker = tmp_path / "m.rf", tmp_path / "crafted.rf", tmp_path / "pwned"
+    clone(model).fit(data).save(path)
+    evil = io.BytesIO()
+    np.save(evil, np.array([_WritesMarker(marker)], dtype=object), allow_pickle=True)
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(crafted, "w") as dst:
+        for name in src.namelist():
+            dst.writestr(name, evil.getvalue() if name == "item_popularity_.npy" else src.read(name))
+    with pytest.raises(ModelFileError, match="holds pickled Python objects"):
+        type(model).load(crafted)
+    assert not marker.exists()
