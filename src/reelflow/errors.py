@@ -17,6 +17,8 @@ kept shallow so that ``except`` clauses stay readable::
     ├── MergeArtifactsError      merge_artifacts found conflicting values
     ├── TransitionError          a step's self.next() disagrees with the graph
     ├── NotFittedError           a model method needs fit() first
+    ├── ModelFileError           a model file is foreign, unsafe or of the wrong class
+    │   └── CorruptModelFileError    it is damaged (also a CorruptArtifactError)
     └── MissingExtraError        a toolkit's optional dependencies are not installed
 
     ReelflowWarning (UserWarning)
