@@ -1,5 +1,11 @@
-"""`reelflow serve` as a real process on 127.0.0.1: API, validation, auth, hot-swap, fuzzing."""
+"""`reelflow serve` as a real process on 127.0.0.1: API, validation, auth, hot-swap, limits.
 
+Read-only tests share one server per module (``shared``, ``secured``); tests that
+move aliases get their own (``server``). Every server runs in its own process
+group and is ended by its fixture whatever the outcome.
+"""
+
+import gc
 import os
 import socket
 import subprocess
@@ -9,100 +15,106 @@ import time
 
 import httpx
 import numpy as np
-import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from serving._server import ServerProcess, free_port, register_in, small_model
 
 from reelflow import models
-from reelflow.recs import EASE, Interactions, MostPopular
+from reelflow.recs import MostPopular
+
+TOKEN = "s3cret-token"
 
 
-def small_model(seed=0, cls=EASE):
-    rng = np.random.default_rng(seed)
-    df = pd.DataFrame({"user_id": rng.integers(0, 50, 1500), "item_id": rng.integers(0, 40, 1500)})
-    meta = pd.DataFrame({"title": [f"Title {i}" for i in range(40)]}, index=pd.Index(range(40), name="item_id"))
-    data = Interactions.from_frame(df, item_meta=meta)
-    return cls(l2=10.0).fit(data) if cls is EASE else cls().fit(data)
+@pytest.fixture(scope="module")
+def shared_home(tmp_path_factory):
+    home = tmp_path_factory.mktemp("serve-shared")
+    model = small_model(0)
+    register_in(home, "recs", model)
+    return home, model
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    def __init__(self, spec, *extra):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "reelflow.cli", "serve", spec, "--port", str(self.port), "--poll-interval", "0.2", *extra],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
-        self.started = time.perf_counter()
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"server exited: {self.proc.stderr.read()}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1, headers=self._auth(extra)).status_code in (200, 401):
-                    self.ready_after = time.perf_counter() - self.started
-                    return
-            except httpx.TransportError:
-                time.sleep(0.05)
-        raise AssertionError("server did not become ready")
-
-    @staticmethod
-    def _auth(extra):
-        return {"Authorization": f"Bearer {extra[extra.index('--token') + 1]}"} if "--token" in extra else {}
-
-    def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-
-
-@pytest.fixture
-def server():
-    models.register("recs", small_model(0), alias="champion")
-    s = Server("recs@champion")
+@pytest.fixture(scope="module")
+def shared(shared_home, tmp_path_factory):
+    """A read-only server: tests must not move its aliases."""
+    home, model = shared_home
+    s = ServerProcess("recs@champion", "--poll-interval", "0", home=home, log_dir=tmp_path_factory.mktemp("logs"))
+    s.model = model
     yield s
     s.stop()
 
 
-def rec(s, body, client=None):
-    return (client or httpx).post(f"{s.url}/v1/models/recs/recommend", json=body, timeout=10)
+@pytest.fixture(scope="module")
+def secured(shared_home, tmp_path_factory):
+    """Token (from the environment) and the access log on."""
+    home, _ = shared_home
+    s = ServerProcess("recs@champion", "--poll-interval", "0", "--access-log", home=home, token=TOKEN,
+                      env={"REELFLOW_SERVE_TOKEN": TOKEN}, log_dir=tmp_path_factory.mktemp("logs"))
+    yield s
+    s.stop()
 
 
-def test_recommend_single_batch_and_fallback(server):
-    r = rec(server, {"user_id": 3, "k": 5})
+@pytest.fixture
+def server(reelflow_home, tmp_path):
+    """A server of the test's own store, polling its alias every 0.2 s."""
+    models.register("recs", small_model(0), alias="champion")
+    s = ServerProcess("recs@champion", "--poll-interval", "0.2", home=reelflow_home, log_dir=tmp_path)
+    yield s
+    s.stop()
+
+
+# -- the API ------------------------------------------------------------------------------
+
+
+def test_recommend_single_batch_and_fallback(shared):
+    r = shared.post({"user_id": 3, "k": 5})
     assert r.status_code == 200
     body = r.json()
     assert body["model"] == "recs" and body["version"] == 1 and len(body["items"]) == 5
+    assert body["fallback"] is None  # a known user: personalised
     assert {"item_id", "score", "title"} <= set(body["items"][0])
     assert body["items"][0]["title"].startswith("Title ")
-    r = rec(server, {"user_ids": [3, "3", "stranger"], "k": 2, "exclude_seen": False}).json()
-    assert [x["user_id"] for x in r["results"]] == [3, "3", "stranger"]
+    r = shared.post({"user_ids": [3, "3", 10**6], "k": 2, "exclude_seen": False}).json()
+    assert [x["user_id"] for x in r["results"]] == [3, "3", 10**6]
     assert r["results"][0]["items"] == r["results"][1]["items"]  # "3" finds user 3
-    pop = models.load("recs/1").item_popularity_
+    assert [x["fallback"] for x in r["results"]] == [None, None, "popularity"]
+    pop = shared.model.item_popularity_
     assert r["results"][2]["items"][0]["item_id"] == int(np.argmax(pop))  # popularity fallback
+    single = shared.post({"user_id": 10**6}).json()
+    assert single["fallback"] == "popularity"
 
 
-def test_service_endpoints(server):
-    assert httpx.get(f"{server.url}/healthz").json() == {"status": "ok"}
-    assert httpx.get(f"{server.url}/readyz").json()["version"] == 1
-    info = httpx.get(f"{server.url}/v1/models").json()["models"][0]
+@pytest.mark.parametrize("bad_id", ["²", "³", "١٢٣", "9" * 4301, "stranger", " 3", "+3", "3\n", "",
+                                    2**63, -(2**63) - 1, "9" * 20])
+def test_user_ids_that_cannot_be_this_models_are_422(shared, bad_id):
+    """Integer ids: ASCII digits only, within int64; never a 500, never silently another user."""
+    for body in ({"user_id": bad_id}, {"user_ids": [1, bad_id]}):
+        r = shared.post(body)
+        assert r.status_code == 422, (bad_id, r.text)
+        assert "user_id" in r.text
+    r = shared.post({"user_ids": [1, "١٢٣"]})
+    assert "user_ids[1]" in r.json()["detail"] and "ASCII digits" in r.json()["detail"]
+
+
+@pytest.mark.parametrize("bad_id", [1.0, 1.5, True, None, [1], {"a": 1}, "x" * 300])
+def test_wrongly_typed_user_ids_are_422(shared, bad_id):
+    r = shared.post({"user_ids": [bad_id]} if bad_id is not None else {"user_ids": [None]})
+    assert r.status_code == 422 and "user_ids" in r.text
+
+
+def test_service_endpoints(shared):
+    assert httpx.get(f"{shared.url}/healthz").json() == {"status": "ok"}
+    ready = httpx.get(f"{shared.url}/readyz").json()
+    assert ready["status"] == "ready" and ready["version"] == 1
+    info = httpx.get(f"{shared.url}/v1/models").json()["models"][0]
     assert info["name"] == "recs" and info["alias"] == "champion" and info["loaded_at"] > 0
-    rec(server, {"user_id": 1})
-    rec(server, {"user_id": 1, "k": 0})
-    text = httpx.get(f"{server.url}/metrics").text
+    assert info["status"] == "ready" and info["pid"] > 0
+    shared.post({"user_id": 1})
+    shared.post({"user_id": 1, "k": 0})
+    text = httpx.get(f"{shared.url}/metrics").text
     assert 'reelflow_requests_total{method="POST",route="/v1/models/{name}/recommend",status="200"}' in text
     assert 'status="422"' in text and "reelflow_request_seconds_bucket" in text
-    schema = httpx.get(f"{server.url}/openapi.json").json()
+    assert 'reelflow_model_degraded{model="recs"} 0.0' in text
+    schema = httpx.get(f"{shared.url}/openapi.json").json()
     assert "/v1/models/{name}/recommend" in schema["paths"]
-    assert server.ready_after < 15
 
 
 @pytest.mark.parametrize(
@@ -110,52 +122,140 @@ def test_service_endpoints(server):
     [
         ({"user_id": 1, "k": 0}, 422, "greater than or equal to 1"),
         ({"user_id": 1, "k": 5000}, 422, "less than or equal to 1000"),
-        ({"user_id": 1, "k": 500}, 422, "exceeds the catalogue (40 items)"),
+        ({"user_id": 1, "k": 500}, 422, "exceeds the catalogue (200 items)"),
+        ({"user_id": 1, "k": 5.0}, 422, "valid integer"),
         ({"k": 3}, 422, "exactly one of user_id"),
         ({"user_id": 1, "user_ids": [1]}, 422, "exactly one of user_id"),
         ({"user_ids": list(range(1001))}, 422, "at most 1000"),
+        ({"user_ids": list(range(1000)), "k": 101}, 422, "at most 100000 (users x k)"),
         ({"user_id": 1, "extra": True}, 422, "extra"),
         ({"user_id": [1, 2]}, 422, "user_id"),
     ],
 )
-def test_bad_requests_are_4xx_naming_the_field(server, body, status, needle):
-    r = rec(server, body)
+def test_bad_requests_are_4xx_naming_the_field(shared, body, status, needle):
+    r = shared.post(body)
     assert r.status_code == status and needle in r.text
 
 
-def test_unknown_model_and_garbage(server):
-    assert httpx.post(f"{server.url}/v1/models/other/recommend", json={"user_id": 1}).status_code == 404
-    r = httpx.post(f"{server.url}/v1/models/recs/recommend", content=b"\x80\x04K\x01.",
+def test_the_largest_allowed_request_is_answered(shared):
+    r = shared.post({"user_ids": list(range(1000)), "k": 100})
+    assert r.status_code == 200
+    results = r.json()["results"]
+    assert len(results) == 1000 and all(len(x["items"]) == 100 for x in results[:50])
+
+
+def test_unknown_model_and_garbage(shared):
+    assert httpx.post(f"{shared.url}/v1/models/other/recommend", json={"user_id": 1}).status_code == 404
+    r = httpx.post(f"{shared.url}/v1/models/recs/recommend", content=b"\x80\x04K\x01.",
                    headers={"content-type": "application/octet-stream"})
     assert r.status_code == 422  # never unpickled
-    assert httpx.get(f"{server.url}/v1/models/recs/recommend").status_code == 405
+    assert httpx.get(f"{shared.url}/v1/models/recs/recommend").status_code == 405
 
 
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=10),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
-    max_leaves=10,
-)
-bodies = st.one_of(
-    json_values,
-    st.fixed_dictionaries({}, optional={"user_id": json_values, "user_ids": json_values, "k": json_values,
-                                        "exclude_seen": json_values}),
-)
+# -- body size ------------------------------------------------------------------------------
 
 
-def test_fuzzed_requests_never_cause_5xx(server):
-    client = httpx.Client(timeout=10)
-    statuses = []
+def _raw_request(url: str, head: bytes, body_chunks: list[bytes]) -> bytes:
+    """Send a request by hand (headers as given) and return what the server answers."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=60) as sock:
+        sock.sendall(head)
+        try:
+            for chunk in body_chunks:
+                sock.sendall(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server answered and closed before taking the rest: what we test
+        data = b""
+        while b"\r\n\r\n" not in data or len(data) < data.index(b"\r\n\r\n") + 4 + 10:
+            part = sock.recv(65536)
+            if not part:
+                break
+            data += part
+        return data
 
-    @settings(max_examples=1000, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-    @given(body=bodies)
-    def check(body):
-        r = client.post(f"{server.url}/v1/models/recs/recommend", json=body)
-        statuses.append(r.status_code)
-        assert r.status_code < 500, (body, r.text)
 
-    check()
-    assert len(statuses) >= 1000 and any(s == 200 for s in statuses) and any(s == 422 for s in statuses)
+def test_a_body_over_the_limit_is_413_before_it_is_read(shared):
+    # Content-Length announces 50 MB; only a little is sent: the answer must not wait for the rest.
+    head = (b"POST /v1/models/recs/recommend HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 50000000\r\n\r\n")
+    answer = _raw_request(shared.url, head, [b'{"user_ids": [' + b"1," * 1000])
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert b"1 MiB limit" in answer
+    # A chunked body (no Content-Length) is counted as it arrives.
+    head = (b"POST /v1/models/recs/recommend HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n")
+    chunk = b"1," * 32768
+    chunks = [b"%x\r\n%s\r\n" % (len(chunk), chunk)] * 40  # 2.6 MB in all
+    answer = _raw_request(shared.url, head, chunks)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    # And through a normal client, with the id never echoed back.
+    r = httpx.post(f"{shared.url}/v1/models/recs/recommend", content=b'{"user_id": "' + b"7" * (2 << 20) + b'"}',
+                   headers={"content-type": "application/json"}, timeout=60)
+    assert r.status_code == 413 and len(r.content) < 1000
+    assert shared.post({"user_id": 1}).status_code == 200  # still serving
+
+
+def test_fuzzed_requests_never_cause_5xx(shared):
+    """Seeded: the same bodies every run; valid ones must be 200, invalid ones 4xx, none 5xx."""
+    from serving._fuzz import fuzz_bodies
+
+    statuses: dict[int, int] = {}
+    with httpx.Client(timeout=60) as client:
+        for raw, valid in fuzz_bodies(seed=20240601, n=600):
+            r = client.post(f"{shared.url}/v1/models/recs/recommend", content=raw,
+                            headers={"content-type": "application/json"})
+            statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
+            assert r.status_code < 500, (raw[:200], r.text[:300])
+            if valid:
+                assert r.status_code == 200, (raw[:200], r.text[:300])
+            else:
+                assert 400 <= r.status_code < 500, (raw[:200], r.text[:300])
+    assert statuses.get(200, 0) >= 100 and statuses.get(422, 0) >= 100 and statuses.get(413, 0) >= 1, statuses
+    print(f"fuzzed {sum(statuses.values())} requests: {dict(sorted(statuses.items()))}")
+
+
+# -- tokens ---------------------------------------------------------------------------------
+
+
+def test_token_is_required_on_everything_but_healthz(secured):
+    url = f"{secured.url}/v1/models/recs/recommend"
+    assert httpx.post(url, json={"user_id": 1}).status_code == 401
+    for scheme in ("Bearer", "bearer", "BEARER", "bEaReR"):
+        r = httpx.post(url, json={"user_id": 1}, headers={"Authorization": f"{scheme} {TOKEN}"})
+        assert r.status_code == 200, scheme
+    for wrong in (f"Bearer {TOKEN}x", "Bearer", f"Basic {TOKEN}", TOKEN, ""):
+        r = httpx.post(url, json={"user_id": 1}, headers={"Authorization": wrong})
+        assert r.status_code == 401 and "Bearer <token>" in r.text, wrong
+    # The token must not be bypassed by a second Authorization header, in either order.
+    for pair in ([f"Bearer {TOKEN}", "Bearer wrong"], ["Bearer wrong", f"Bearer {TOKEN}"],
+                 [f"Bearer {TOKEN}", f"Bearer {TOKEN}"]):
+        r = httpx.post(url, json={"user_id": 1}, headers=[("Authorization", v) for v in pair])
+        assert r.status_code == 400 and "exactly one" in r.text
+    assert httpx.get(f"{secured.url}/healthz").status_code == 200  # probes need no secret
+    assert httpx.get(f"{secured.url}/healthz", headers={"Authorization": "Bearer wrong"}).status_code == 200
+    for path in ("/readyz", "/metrics", "/v1/models", "/openapi.json", "/docs"):
+        assert httpx.get(f"{secured.url}{path}").status_code == 401, path
+        assert httpx.get(f"{secured.url}{path}", headers=secured.headers).status_code == 200, path
+
+
+def test_access_log_lists_requests(secured):
+    httpx.post(f"{secured.url}/v1/models/recs/recommend", json={"user_id": 2}, headers=secured.headers)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and '"POST /v1/models/recs/recommend" 200' not in secured.output():
+        time.sleep(0.1)
+    log = secured.output()
+    assert '"POST /v1/models/recs/recommend" 200' in log and "reelflow.serving.access" in log
+    assert TOKEN not in log
+
+
+def test_token_on_the_command_line_warns(tmp_path):
+    p = serve_cmd("nothing@champion", "--token", "visible", "--port", str(free_port()))
+    assert "--token is visible to other users" in p.stderr and "REELFLOW_SERVE_TOKEN" in p.stderr
+    p = serve_cmd("nothing@champion", "--port", str(free_port()), env={"REELFLOW_SERVE_TOKEN": "hidden"})
+    assert "visible to other users" not in p.stderr
+
+
+# -- hot-swap and degraded readiness ---------------------------------------------------------
 
 
 def test_alias_swap_under_load_fails_no_request(server):
@@ -164,12 +264,12 @@ def test_alias_swap_under_load_fails_no_request(server):
     seen, failures = [], []
 
     def load():
-        with httpx.Client(timeout=10) as c:
+        with httpx.Client(timeout=60) as c:
             for i in range(3000):  # bounded
                 if stop.is_set():
                     return
                 try:
-                    r = rec(server, {"user_id": i % 60, "k": 5}, c)
+                    r = server.post({"user_id": i % 60, "k": 5}, c)
                     if r.status_code != 200:
                         failures.append(r.status_code)
                     else:
@@ -180,41 +280,66 @@ def test_alias_swap_under_load_fails_no_request(server):
     threads = [threading.Thread(target=load) for _ in range(4)]
     for t in threads:
         t.start()
-    time.sleep(0.5)
-    models.set_alias("recs", "champion", 2)
-    deadline = time.time() + 15
-    while time.time() < deadline and (not seen or seen[-1] != 2):
-        time.sleep(0.1)
-    time.sleep(0.3)
-    stop.set()
-    for t in threads:
-        t.join()
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not seen:
+            time.sleep(0.05)
+        models.set_alias("recs", "champion", 2)
+        while time.monotonic() < deadline and (not seen or seen[-1] != 2):
+            time.sleep(0.1)
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
     assert failures == []
     assert 1 in seen and seen[-1] == 2
     assert httpx.get(f"{server.url}/v1/models").json()["models"][0]["version"] == 2
+    assert "INFO now serving version 2" in server.output().replace("reelflow.serving INFO recs@champion:", "INFO")
 
 
-def test_corrupt_new_version_keeps_the_old_one_serving(server, reelflow_home):
+def _wait_for(predicate, timeout=120.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError("condition not met in time")
+
+
+def test_a_version_that_fails_to_load_makes_the_server_degraded(server, reelflow_home):
     v2 = models.register("recs", small_model(2))
     blob = reelflow_home / "blobs" / v2.key[:2] / v2.key
     data = bytearray(blob.read_bytes())
     data[-10] ^= 0xFF
     blob.write_bytes(bytes(data))
     models.set_alias("recs", "champion", 2)
-    time.sleep(1.0)
+    ready = _wait_for(lambda: (j := httpx.get(f"{server.url}/readyz").json())["status"] == "degraded" and j)
+    assert ready["version"] == 1 and ready["failed_version"] == 2 and "version 2 failed to load" in ready["error"]
     info = httpx.get(f"{server.url}/v1/models").json()["models"][0]
-    assert info["version"] == 1 and "version 2 failed to load" in info["last_error"]
-    assert rec(server, {"user_id": 1}).json()["version"] == 1
+    assert info["version"] == 1 and "version 2 failed to load" in info["last_error"] and info["status"] == "degraded"
+    assert server.post({"user_id": 1}).json()["version"] == 1  # still serving the old version
+    text = httpx.get(f"{server.url}/metrics").text
+    assert 'reelflow_model_degraded{model="recs"} 1.0' in text
+    assert 'reelflow_model_load_failures_total{model="recs"} 1.0' in text
+    # Rolling the alias back clears it.
+    models.set_alias("recs", "champion", 1)
+    _wait_for(lambda: httpx.get(f"{server.url}/readyz").json()["status"] == "ready")
+    assert 'reelflow_model_degraded{model="recs"} 0.0' in httpx.get(f"{server.url}/metrics").text
 
 
-def serve_cmd(*args):
+# -- starting ---------------------------------------------------------------------------------
+
+
+def serve_cmd(*args, env=None):
     return subprocess.run([sys.executable, "-m", "reelflow.cli", "serve", *args], capture_output=True, text=True,
-                          timeout=60)
+                          timeout=300, env={**os.environ, **(env or {})}, start_new_session=True)
 
 
 def test_startup_errors_exit_non_zero():
     p = serve_cmd("nothing@champion", "--port", str(free_port()))
-    assert p.returncode == 1 and "no alias 'champion'" in p.stderr and "Traceback" not in p.stderr
+    assert p.returncode == 1 and "nothing" in p.stderr and "Traceback" not in p.stderr
     models.register("recs", small_model(0))
     p = serve_cmd("recs@champion", "--port", str(free_port()))
     assert p.returncode == 1 and "set one with" in p.stderr
@@ -225,25 +350,66 @@ def test_startup_errors_exit_non_zero():
     assert p.returncode == 1 and "not a recommender" in p.stderr
 
 
-def test_token_is_required_when_set():
-    models.register("recs", small_model(0), alias="champion")
-    s = Server("recs@champion", "--token", "s3cret")
-    try:
-        assert rec(s, {"user_id": 1}).status_code == 401
-        r = httpx.post(f"{s.url}/v1/models/recs/recommend", json={"user_id": 1},
-                       headers={"Authorization": "Bearer s3cret"})
-        assert r.status_code == 200
-        assert httpx.get(f"{s.url}/healthz", headers={"Authorization": "Bearer wrong"}).status_code == 401
-    finally:
-        s.stop()
+def _children(pid: int) -> set[int]:
+    out = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                out.add(int(entry))
+    return out
 
 
-def test_several_workers_serve_the_same_model():
+def test_several_workers_serve_the_same_model(reelflow_home, tmp_path):
+    """--workers 2: two worker processes each load the model and each answers requests."""
     models.register("recs", small_model(0), alias="champion")
-    s = Server("recs@champion", "--workers", "2")
+    s = ServerProcess("recs@champion", "--workers", "2", home=reelflow_home, log_dir=tmp_path)
     try:
-        with httpx.Client(timeout=10) as c:
-            versions = {rec(s, {"user_id": i, "k": 3}, c).json()["version"] for i in range(40)}
+        pids, versions = set(), set()
+        deadline = time.monotonic() + 120
+        attempts = 0
+        while len(pids) < 2 and time.monotonic() < deadline and attempts < 2000:
+            attempts += 1
+            with httpx.Client(timeout=60) as c:  # a fresh connection each time: the kernel spreads them
+                pids.add(c.get(f"{s.url}/v1/models").json()["models"][0]["pid"])
+                versions.add(s.post({"user_id": attempts % 50, "k": 3}, c).json()["version"])
+        assert len(pids) >= 2, f"only worker(s) {pids} answered {attempts} connections"
+        assert pids <= _children(s.proc.pid)  # they are the server's own workers
         assert versions == {1}
     finally:
         s.stop()
+    assert not any(os.path.exists(f"/proc/{p}") and _alive(p) for p in pids)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_ids_of_a_model_with_string_user_ids_are_taken_as_sent():
+    import pandas as pd
+
+    from reelflow.recs import Interactions
+    from reelflow.serving._holder import _loaded
+    from reelflow.serving._ids import BadUserId, id_space, parse_user_id
+
+    df = pd.DataFrame({"user_id": ["u1", "u2", "u3", "u1", "²"], "item_id": [1, 2, 3, 2, 1]})
+    try:
+        loaded = _loaded(1, MostPopular().fit(Interactions.from_frame(df)))
+    finally:
+        gc.unfreeze()  # _loaded freezes the GC for a server process; not for the test process
+    assert not loaded.ids.integer
+    users = [parse_user_id(u, loaded.ids, "user_id") for u in ["u1", "²", "nobody", 7]]
+    assert users == ["u1", "²", "nobody", 7]
+    assert loaded.fallbacks(users) == [None, None, "popularity", "popularity"]
+    ints = id_space(small_model(0))
+    assert ints.integer and parse_user_id("42", ints, "user_id") == 42 and parse_user_id(-3, ints, "user_id") == -3
+    with pytest.raises(BadUserId, match=r"user_ids\[0\]='٣' cannot be a user id of this model"):
+        parse_user_id("٣", ints, "user_ids[0]")

@@ -1,137 +1,68 @@
 """The HTTP model server: FastAPI over a registered recommender, hot-swapping on alias moves.
 
-A background thread polls the registry; when ``NAME@ALIAS`` points at a new
-version it loads it off the request path and swaps it in with one reference
-assignment, so requests see either the old or the new model, never neither. A
-version that fails to load (corrupt blob, foreign object) is logged and the old
-one keeps serving. Request bodies are JSON validated by pydantic; nothing from a
-request is ever unpickled.
+The event loop only parses, checks and routes. Scoring and building the response
+body (the expensive part for large batches) run in worker threads, at most
+``max_concurrent`` at once, so ``/healthz`` and ``/readyz`` answer while heavy
+requests run. Limits, each answered with a status that names it:
+
+- body size: ``max_body_bytes`` (413, before parsing; see ``_guard``);
+- one request's work: users x k at most ``max_work`` (422);
+- requests waiting for a scoring thread: at most ``max_pending`` (503 + Retry-After).
+
+Request bodies are JSON validated by pydantic; nothing from a request is ever
+unpickled. User ids are parsed strictly against the model's id type (``_ids``);
+a user the model does not know gets its popularity list, and the response says so
+(``"fallback": "popularity"``).
 """
 
 from __future__ import annotations
 
-import gc
-import hmac
-import logging
+import json
 import math
-import threading
-import time
-from collections.abc import Awaitable, Callable, MutableMapping
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import FastAPI, HTTPException
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
 
-from .. import registry
-from ..errors import ReelflowError
+from ._guard import Guard, RequestMetrics
+from ._holder import Loaded, ModelHolder
+from ._ids import BadUserId, parse_user_id
 
-__all__ = ["create_app", "ModelHolder", "ServeConfig"]
-
-log = logging.getLogger("reelflow.serving")
+__all__ = ["create_app", "ModelHolder", "ServeConfig", "MAX_K", "MAX_BATCH", "MAX_WORK", "MAX_BODY_BYTES"]
 
 MAX_K = 1000
 MAX_BATCH = 1000
+MAX_WORK = 100_000  # users x k in one request: 1000 users x k=100, or 100 users x k=1000
+MAX_BODY_BYTES = 1 << 20  # 1000 ids of 256 characters fit with room to spare
+MAX_ID_LENGTH = 256
 
-Scope = MutableMapping[str, Any]
-ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
+T = TypeVar("T")
+
+
+def _default_concurrency() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 @dataclass(frozen=True)
 class ServeConfig:
+    """How one server runs; the limits are per server process (per worker)."""
+
     spec: str
     token: str | None = None
     poll_interval: float = 1.0
+    access_log: bool = False
+    max_body_bytes: int = MAX_BODY_BYTES
+    max_work: int = MAX_WORK
+    max_concurrent: int = 0  # scoring threads; 0: min(4, CPUs)
+    max_pending: int = 64
 
 
-@dataclass(frozen=True)
-class _Loaded:
-    version: int
-    model: Any
-    loaded_at: float
-    titles: dict[Any, str]
-
-
-def _loaded(version: int, model: Any) -> _Loaded:
-    titles: dict[Any, str] = {}
-    meta = getattr(model, "item_meta_", None)
-    if meta is not None and "title" in getattr(meta, "columns", ()):
-        titles = {k: str(v) for k, v in meta["title"].items()}  # plain dict: no pandas on the request path
-    loaded = _Loaded(version, model, time.time(), titles)
-    # Long-lived objects (model, imports) leave the GC's scans: no multi-ms pauses in requests.
-    gc.collect()
-    gc.freeze()
-    return loaded
-
-
-def check_servable(model: Any, spec: str) -> None:
-    if not callable(getattr(model, "recommend", None)):
-        raise ReelflowError(
-            f"model {spec} is a {type(model).__name__}, not a recommender (it has no recommend method); "
-            "register a fitted reelflow.recs model"
-        )
-
-
-class ModelHolder:
-    """The model being served and the poller that swaps in new versions of its alias."""
-
-    def __init__(self, spec: str, poll_interval: float = 1.0) -> None:
-        self.spec = spec
-        self.name, self.alias, _ = registry.parse_spec(spec)
-        self.poll_interval = poll_interval
-        mv = registry.get(spec)
-        model = mv.load()
-        check_servable(model, spec)
-        self.current = _loaded(mv.version, model)
-        self.last_error: str | None = None
-        self._failed: dict[int, float] = {}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        if self.alias is None or self.poll_interval <= 0:
-            return  # a pinned version never changes
-        self._thread = threading.Thread(target=self._poll, name="reelflow-model-poller", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def _poll(self) -> None:
-        while not self._stop.wait(self.poll_interval):
-            try:
-                self.refresh()
-            except Exception as exc:  # noqa: BLE001 - the poller must survive anything
-                log.error("polling %s failed: %s", self.spec, exc)
-
-    def refresh(self) -> bool:
-        """Swap in the alias's version if it moved; True when a swap happened."""
-        if self.alias is not None:  # the cheap check first: requests share this process's GIL
-            v = registry.alias_version(self.name, self.alias)
-            if v is None or v == self.current.version:
-                return False
-        mv = registry.get(self.spec)
-        if mv.version == self.current.version:
-            return False
-        if time.time() - self._failed.get(mv.version, -1e9) < 30.0:
-            return False  # retry a broken version only now and then
-        try:
-            model = mv.load()
-            check_servable(model, f"{self.name}/{mv.version}")
-        except Exception as exc:  # noqa: BLE001 - keep serving the old version
-            self._failed[mv.version] = time.time()
-            self.last_error = f"version {mv.version} failed to load: {exc}"
-            log.error("%s: %s; still serving version %s", self.spec, self.last_error, self.current.version)
-            return False
-        self.current = _loaded(mv.version, model)  # one atomic reference swap
-        self.last_error = None
-        log.warning("%s: now serving version %s", self.spec, mv.version)
-        return True
-
-
-UserId = int | str
+UserId = StrictInt | Annotated[StrictStr, Field(max_length=MAX_ID_LENGTH)]
 
 
 class RecommendRequest(BaseModel):
@@ -141,7 +72,7 @@ class RecommendRequest(BaseModel):
 
     user_id: UserId | None = None
     user_ids: list[UserId] | None = Field(default=None, min_length=1, max_length=MAX_BATCH)
-    k: int = Field(default=10, ge=1, le=MAX_K)
+    k: StrictInt = Field(default=10, ge=1, le=MAX_K)
     exclude_seen: bool = True
 
     @model_validator(mode="after")
@@ -151,15 +82,28 @@ class RecommendRequest(BaseModel):
         return self
 
 
-def _coerce(model: Any, users: list[UserId]) -> list[Any]:
-    known = getattr(model, "_user_pos", {})
-    out: list[Any] = []
-    for u in users:
-        if u not in known and isinstance(u, str) and u.lstrip("-").isdigit() and int(u) in known:
-            out.append(int(u))
-        else:
-            out.append(u)
-    return out
+class _Scoring:
+    """Runs scoring off the event loop: a bounded number of threads, a bounded queue."""
+
+    def __init__(self, max_concurrent: int, max_pending: int) -> None:
+        self.max_concurrent = max_concurrent or _default_concurrency()
+        self.max_pending = max_pending
+        self.pending = 0
+        self._limiter: Any = None
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        import anyio.to_thread
+
+        if self.pending >= self.max_pending:
+            raise HTTPException(503, f"the server is busy: {self.pending} requests are already waiting to be "
+                                     "scored; retry shortly", headers={"Retry-After": "1"})
+        if self._limiter is None:  # created on the event loop that uses it
+            self._limiter = anyio.CapacityLimiter(self.max_concurrent)
+        self.pending += 1
+        try:
+            return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+        finally:
+            self.pending -= 1
 
 
 def _items(titles: dict[Any, str], ids: Any, scores: Any) -> list[dict[str, Any]]:
@@ -167,67 +111,60 @@ def _items(titles: dict[Any, str], ids: Any, scores: Any) -> list[dict[str, Any]
     for i, sc in zip(ids.tolist(), scores.tolist()):
         if math.isinf(sc):  # no eligible item left for this user
             break
+        score = None if math.isnan(sc) else sc
         t = titles.get(i)
-        out.append({"item_id": i, "score": sc, "title": t} if t is not None else {"item_id": i, "score": sc})
+        out.append({"item_id": i, "score": score, "title": t} if t is not None else {"item_id": i, "score": score})
     return out
 
 
-class _Metrics:
-    """Prometheus request counts and latency histograms per route and status."""
+def _answer(name: str, cur: Loaded, raw: list[Any], users: list[Any], k: int, exclude_seen: bool,
+            batch: bool) -> bytes:
+    """Score and encode (in a worker thread: both are heavy for large batches)."""
+    ids, scores = cur.model.recommend(users, n=k, exclude_seen=exclude_seen)
+    fallbacks = cur.fallbacks(users)
+    payload: dict[str, Any] = {"model": name, "version": cur.version}
+    if batch:
+        payload["results"] = [{"user_id": u, "fallback": f, "items": _items(cur.titles, i, s)}
+                              for u, f, i, s in zip(raw, fallbacks, ids, scores)]
+    else:
+        payload.update(user_id=raw[0], fallback=fallbacks[0], items=_items(cur.titles, ids[0], scores[0]))
+    return json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
 
-    def __init__(self) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-        self.registry = CollectorRegistry()
-        self.requests = Counter("reelflow_requests", "HTTP requests", ["route", "method", "status"], registry=self.registry)
-        self.latency = Histogram(
-            "reelflow_request_seconds", "Request latency", ["route", "method", "status"], registry=self.registry,
-            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
-        )
-        self.version = Gauge("reelflow_model_version", "Model version being served", ["model"], registry=self.registry)
+class _StateCollector:
+    """Prometheus gauges read from the holder at scrape time."""
 
-    def wrap(self, app: ASGIApp, token: str | None) -> ASGIApp:
-        expected = f"Bearer {token}".encode() if token else None
+    def __init__(self, holder: ModelHolder, scoring: _Scoring) -> None:
+        self.holder, self.scoring = holder, scoring
 
-        async def middleware(scope: Scope, receive: Any, send: Any) -> None:
-            if scope["type"] != "http":
-                await app(scope, receive, send)
-                return
-            start = time.perf_counter()
-            status = [500]
+    def collect(self) -> Any:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-            async def send_wrapper(message: Any) -> None:
-                if message["type"] == "http.response.start":
-                    status[0] = message["status"]
-                await send(message)
-
-            if expected is not None:
-                got = dict(scope.get("headers") or ()).get(b"authorization", b"")
-                if not hmac.compare_digest(got, expected):
-                    resp = JSONResponse({"detail": "missing or wrong token: send Authorization: Bearer <token>"},
-                                        status_code=401)
-                    await resp(scope, receive, send_wrapper)
-                    self._observe(scope, 401, start)
-                    return
-            try:
-                await app(scope, receive, send_wrapper)
-            finally:
-                self._observe(scope, status[0], start)
-
-        return middleware
-
-    def _observe(self, scope: Scope, status: int, start: float) -> None:
-        route = scope.get("route")
-        path = getattr(route, "path", None) or "unmatched"
-        labels = (path, scope.get("method", ""), str(status))
-        self.requests.labels(*labels).inc()
-        self.latency.labels(*labels).observe(time.perf_counter() - start)
+        h = self.holder
+        version = GaugeMetricFamily("reelflow_model_version", "Model version being served", labels=["model"])
+        version.add_metric([h.name], h.current.version)
+        degraded = GaugeMetricFamily(
+            "reelflow_model_degraded",
+            "1 while the alias names a version that did not load (the previous version keeps serving)",
+            labels=["model"])
+        degraded.add_metric([h.name], 1.0 if h.degraded else 0.0)
+        failures = CounterMetricFamily("reelflow_model_load_failures", "Attempts to load a new version that failed",
+                                       labels=["model"])
+        failures.add_metric([h.name], h.load_failures)
+        pending = GaugeMetricFamily("reelflow_scoring_pending", "Requests scoring or waiting for a scoring thread")
+        pending.add_metric([], self.scoring.pending)
+        yield from (version, degraded, failures, pending)
 
 
 def create_app(config: ServeConfig, holder: ModelHolder | None = None) -> Any:
     """The ASGI app serving ``config.spec`` (raises before serving if it cannot load)."""
+    from prometheus_client import CollectorRegistry
+
     holder = holder or ModelHolder(config.spec, config.poll_interval)
-    metrics = _Metrics()
+    scoring = _Scoring(config.max_concurrent, config.max_pending)
+    registry = CollectorRegistry()
+    metrics = RequestMetrics(registry)
+    registry.register(_StateCollector(holder, scoring))  # type: ignore[arg-type]
 
     from contextlib import asynccontextmanager
 
@@ -250,57 +187,68 @@ def create_app(config: ServeConfig, holder: ModelHolder | None = None) -> Any:
         return JSONResponse({"detail": detail}, status_code=422)
 
     @app.post("/v1/models/{name}/recommend")
-    async def recommend(name: str, req: RecommendRequest) -> JSONResponse:
-        """Top-k items for one user (``user_id``) or a batch (``user_ids``); unknown users get
-        the model's popularity fallback."""
+    async def recommend(name: str, req: RecommendRequest) -> Response:
+        """Top-k items for one user (``user_id``) or a batch (``user_ids``). Users the model
+        does not know get its popularity list, marked ``"fallback": "popularity"``."""
         cur = holder.current  # read once: a swap mid-request cannot mix versions
         if name != holder.name:
             raise HTTPException(404, f"model {name!r} is not served here; this server serves {holder.name!r}")
-        model = cur.model
-        n_items = len(model.item_ids_)
-        if req.k > n_items:
-            raise HTTPException(422, f"k={req.k} exceeds the catalogue ({n_items} items)")
-        users = [req.user_id] if req.user_ids is None else list(req.user_ids)
-        ids, scores = model.recommend(_coerce(model, users), n=req.k, exclude_seen=req.exclude_seen)  # type: ignore[arg-type]
-        if req.user_ids is None:
-            return JSONResponse({"model": holder.name, "version": cur.version, "user_id": req.user_id,
-                                 "items": _items(cur.titles, ids[0], scores[0])})
-        results = [{"user_id": u, "items": _items(cur.titles, i, s)} for u, i, s in zip(users, ids, scores)]
-        return JSONResponse({"model": holder.name, "version": cur.version, "results": results})
+        if req.k > cur.n_items:
+            raise HTTPException(422, f"k={req.k} exceeds the catalogue ({cur.n_items} items)")
+        batch = req.user_ids is not None
+        raw: list[Any] = list(req.user_ids) if req.user_ids is not None else [req.user_id]
+        if len(raw) * req.k > config.max_work:
+            raise HTTPException(422, f"this request asks for {len(raw)} users x k={req.k} = {len(raw) * req.k} "
+                                     f"recommendations; one request may ask for at most {config.max_work} "
+                                     "(users x k): split the batch or lower k")
+        try:
+            users = [parse_user_id(u, cur.ids, f"user_ids[{i}]" if batch else "user_id") for i, u in enumerate(raw)]
+        except BadUserId as exc:
+            raise HTTPException(422, str(exc)) from None
+        body = await scoring.run(_answer, holder.name, cur, raw, users, req.k, req.exclude_seen, batch)
+        return Response(body, media_type="application/json")
 
     @app.get("/v1/models")
     async def list_models() -> dict[str, Any]:
-        """What is loaded: name, version, alias, when it was loaded, the last load error."""
+        """What is loaded: name, version, alias, when it was loaded, the last load error,
+        and which worker process answered."""
         cur = holder.current
         return {"models": [{"name": holder.name, "version": cur.version, "alias": holder.alias, "spec": holder.spec,
-                            "loaded_at": cur.loaded_at, "last_error": holder.last_error}]}
+                            "loaded_at": cur.loaded_at, "last_error": holder.last_error,
+                            "status": "degraded" if holder.degraded else "ready", "pid": os.getpid()}]}
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
+        """Liveness: the process answers. Needs no token."""
         return {"status": "ok"}
 
     @app.get("/readyz")
     async def readyz() -> dict[str, Any]:
-        return {"status": "ready", "version": holder.current.version}
+        """Readiness: ``ready``, or ``degraded`` (HTTP 200 too: the previous version still
+        serves) while the alias names a version that failed to load."""
+        return holder.readiness()
 
     @app.get("/metrics", response_class=PlainTextResponse)
     async def prometheus_metrics() -> PlainTextResponse:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-        metrics.version.labels(holder.name).set(holder.current.version)
-        return PlainTextResponse(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
-    wrapped = metrics.wrap(app, config.token)
+    wrapped = Guard(app, token=config.token, max_body_bytes=config.max_body_bytes, metrics=metrics,
+                    access_log=config.access_log)
     wrapped.fastapi = app  # type: ignore[attr-defined]
     return wrapped
 
 
 def app_from_env() -> Any:
     """uvicorn factory for ``--workers N``: each worker process loads the model itself."""
-    import os
+    from ._serve import configure_logging
 
+    access = os.environ.get("REELFLOW_SERVE_ACCESS_LOG") == "1"
+    configure_logging(access)
     return create_app(ServeConfig(
         spec=os.environ["REELFLOW_SERVE_SPEC"],
         token=os.environ.get("REELFLOW_SERVE_TOKEN") or None,
         poll_interval=float(os.environ.get("REELFLOW_SERVE_POLL", "1.0")),
+        access_log=access,
     ))

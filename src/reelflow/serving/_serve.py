@@ -9,7 +9,15 @@ import socket
 
 from ..errors import ParameterError
 
-__all__ = ["serve", "is_loopback"]
+__all__ = ["serve", "is_loopback", "configure_logging"]
+
+
+def configure_logging(access_log: bool = False) -> None:
+    """Server logs on stderr: load failures at ERROR, hot-swaps at INFO, and with
+    ``access_log`` one line per request (logger ``reelflow.serving.access``)."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("reelflow.serving").setLevel(logging.INFO)
+    logging.getLogger("reelflow.serving.access").setLevel(logging.INFO if access_log else logging.WARNING)
 
 
 def is_loopback(host: str) -> bool:
@@ -33,8 +41,14 @@ def serve(
     token: str | None = None,
     poll_interval: float = 1.0,
     log_level: str = "warning",
+    access_log: bool = False,
 ) -> None:
-    """Serve ``spec`` (``NAME@ALIAS`` or ``NAME/VERSION``) over HTTP until interrupted."""
+    """Serve ``spec`` (``NAME@ALIAS`` or ``NAME/VERSION``) over HTTP until interrupted.
+
+    ``token`` (default: env ``REELFLOW_SERVE_TOKEN``) makes every route but
+    ``/healthz`` require ``Authorization: Bearer <token>``; ``access_log`` logs one
+    line per request on stderr.
+    """
     import uvicorn
 
     from ._app import ModelHolder, ServeConfig, create_app
@@ -47,14 +61,16 @@ def serve(
         )
     if workers < 1:
         raise ParameterError("--workers must be at least 1")
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    config = ServeConfig(spec=spec, token=token, poll_interval=poll_interval)
+    configure_logging(access_log)
+    config = ServeConfig(spec=spec, token=token, poll_interval=poll_interval, access_log=access_log)
     holder = ModelHolder(spec, poll_interval)  # raises NotFoundError / CorruptArtifactError before binding
     print(f"serving {spec} (version {holder.current.version}) on http://{host}:{port}", flush=True)
     if workers == 1:
         uvicorn.run(create_app(config, holder), host=host, port=port, log_level=log_level, access_log=False)
         return
-    os.environ.update({"REELFLOW_SERVE_SPEC": spec, "REELFLOW_SERVE_POLL": str(poll_interval)})
+    # Each worker is a fresh interpreter that rebuilds its app from the environment.
+    os.environ.update({"REELFLOW_SERVE_SPEC": spec, "REELFLOW_SERVE_POLL": str(poll_interval),
+                       "REELFLOW_SERVE_ACCESS_LOG": "1" if access_log else "0"})
     if token:
         os.environ["REELFLOW_SERVE_TOKEN"] = token
     uvicorn.run("reelflow.serving._app:app_from_env", factory=True, host=host, port=port, workers=workers,
