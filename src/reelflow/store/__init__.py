@@ -70,6 +70,15 @@ class Store:
                     self._metadata = self._metadata_handle()
         return self._metadata
 
+    def preflight(self) -> None:
+        """Open the store for writing (creating it if need be) and check that blobs can be written.
+
+        The runtime calls this before it records a run, so a store that cannot be used
+        (read-only, unreachable, no credentials) is one clear error and not a failed task.
+        """
+        self.blobs.check()
+        self.metadata.engine
+
     def exists(self) -> bool:
         """Whether a store (its metadata database) is already there; creates nothing."""
         with _lock:
@@ -128,7 +137,7 @@ def get_store(config: Config | None = None, *, create: bool = True) -> Store:
     looked, instead of being created empty.
     """
     config = config or load_config()
-    k = (config.metadata_url, config.store_url, config.store_options)
+    k = (config.metadata_url, config.metadata_path, config.store_url, config.store_options, config.heartbeat_timeout)
     st = _stores.get(k)
     if st is None:
         with _lock:

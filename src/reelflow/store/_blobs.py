@@ -66,6 +66,9 @@ class BlobStore(Protocol):
     def mtime(self, path: str) -> float | None:
         """The file's modification time now (None when it is gone)."""
 
+    def check(self) -> None:
+        """Raise a one-line :class:`StoreError` when the store cannot be reached or written."""
+
 
 def _os_error(exc: OSError, what: str, where: str | os.PathLike[str]) -> StoreError:
     """One line naming the path, the cause and the fix for a failed blob write or read."""
@@ -104,6 +107,14 @@ class LocalBlobStore:
 
     def exists(self, key: str) -> bool:
         return self._path(key).exists()
+
+    def check(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _os_error(exc, "create", self.root) from None
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            raise _os_error(OSError(errno.EACCES, "Permission denied"), "write to", self.root)
 
     def put(self, key: str, chunks: Sequence[Chunk]) -> bool:
         path = self._path(key)
@@ -261,6 +272,16 @@ class FsspecBlobStore:
             f"cannot {what} the blob store at {self.url}: {type(exc).__name__}: {text}; check its credentials "
             "(e.g. AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, or REELFLOW_STORE_OPTIONS) and that it is reachable"
         )
+
+    def check(self) -> None:
+        try:
+            self.fs.ls(self.root, detail=False)
+        except FileNotFoundError:
+            pass  # an empty prefix: writes create it
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise self._error(exc, "reach") from None
 
     def exists(self, key: str) -> bool:
         try:

@@ -74,11 +74,14 @@ def parse_url(url: str | URL, *, source: str = "REELFLOW_METADATA_URL") -> URL:
 def mask_url(url: str | URL) -> str:
     """``url`` for display, with any password replaced by ``***``."""
     if isinstance(url, URL):
+        if url.get_backend_name() == "sqlite" and url.database and not url.query:
+            return f"sqlite:///{url.database}"  # the path as the user wrote it, unescaped
         return url.render_as_string(hide_password=True)
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
     except ArgumentError:
         return url.split("@", 1)[-1] if "@" in url else url
+    return parsed.render_as_string(hide_password=True) if parsed.password else url
 
 
 def db_error(exc: BaseException, where: str) -> StoreError:
@@ -110,7 +113,7 @@ class MetadataStore(RegistryTables):
 
     def __init__(self, url: str | URL, *, stale_after: float = 60.0) -> None:
         self._url = parse_url(url)
-        self.url = mask_url(self._url)
+        self.url = mask_url(url)
         self.stale_after = stale_after
         self._engine: Engine | None = None
         self._pid = os.getpid()
