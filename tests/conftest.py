@@ -91,3 +91,56 @@ def postgres_url(postgres_server, monkeypatch):
     url = postgres_server % name
     monkeypatch.setenv("REELFLOW_METADATA_URL", url)
     return url
+
+
+def _descendants(root: int) -> dict[int, str]:
+    """pid -> command line of every live (non-zombie) descendant of ``root``, read from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if fields[0] == "Z":  # a zombie is already dead
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+    out: dict[int, str] = {}
+    todo = list(children.get(root, []))
+    while todo:
+        pid = todo.pop()
+        try:
+            cmd = (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        out[pid] = cmd.strip()
+        todo.extend(children.get(pid, []))
+    return out
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_processes():
+    """Fail a test that leaves a process running, and end that process (CI must not leak servers)."""
+    import signal
+    import time
+
+    if not Path("/proc/self/stat").exists():
+        yield
+        return
+    before = set(_descendants(os.getpid()))
+    yield
+    deadline = time.monotonic() + 20  # generous: a loaded machine is slow to reap
+    leaked = {p: c for p, c in _descendants(os.getpid()).items() if p not in before}
+    while leaked and time.monotonic() < deadline:
+        time.sleep(0.2)
+        leaked = {p: c for p, c in _descendants(os.getpid()).items() if p not in before}
+    for pid in leaked:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    if leaked:
+        pytest.fail("the test left processes running (now killed): "
+                    + "; ".join(f"{p}: {c[:120]}" for p, c in leaked.items()), pytrace=False)
