@@ -120,3 +120,28 @@ def test_inprocess_output_reaches_logs(write_flow):
     run_id = Flow("Hello").latest_run.id
     p = cli("logs", f"Hello/{run_id}/start")
     assert "hello out" in p.stdout and "hello err" in p.stderr
+
+
+def test_resume_refuses_a_run_that_is_still_running(write_flow, tmp_path):
+    import os
+    import signal
+    import time
+
+    marker = tmp_path / "started"
+    path = write_flow(FLOW.replace('print("hello out")', f'open({str(marker)!r}, "w").close(); time.sleep(300)')
+                      .replace("import os, sys", "import os, sys, time"))
+    proc = subprocess.Popen([sys.executable, str(path), "run", "--quiet"], cwd=path.parent, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not marker.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, "the run did not start its step"
+            time.sleep(0.05)
+        run_id = Flow("Hello").latest_run.id
+        p = run_py(path, "resume", "--origin-run-id", run_id)
+        assert p.returncode == 2 and f"run Hello/{run_id} is still running" in p.stderr, p.stderr
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=120)
+    assert proc.returncode == 143
+    assert Flow("Hello").latest_run.status == "failed"

@@ -212,3 +212,28 @@ def test_parameter_names_of_run_options_are_refused(load_flow, name):
         cls.graph()
     with pytest.raises(ParameterError):  # also what the flow's command line reports as bad usage
         cls.graph()
+
+
+@pytest.mark.parametrize("inprocess", [False, True])
+def test_a_running_run_sends_heartbeats(load_flow, monkeypatch, inprocess):
+    from reelflow.runtime import _lifecycle
+
+    monkeypatch.setattr(_lifecycle, "HEARTBEAT_SECONDS", 0.05)
+    md = get_store().metadata
+    beats: list[str] = []
+    real = md.heartbeat
+    monkeypatch.setattr(md, "heartbeat", lambda run_id: (beats.append(run_id), real(run_id)))
+    cls = load_flow("""
+        import time
+        class Beating(FlowSpec):
+            @step
+            def start(self):
+                time.sleep(1.0)
+                self.next(self.end)
+            @step
+            def end(self):
+                pass
+    """)
+    r = run(cls, inprocess=inprocess)
+    assert len(beats) >= 3 and set(beats) == {r.id}  # also while the one step runs
+    assert r._row["heartbeat_at"] > r._row["created_at"]

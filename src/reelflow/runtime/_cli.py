@@ -146,7 +146,7 @@ def build_cli(flow_cls: type[FlowSpec]) -> click.Group:
     @click.pass_context
     @_guard
     def resume(ctx: click.Context, step: str | None, origin_run_id: str | None, **kwargs: Any) -> None:
-        from ._scheduler import check_run_id
+        from ._options import check_run_id
 
         if origin_run_id is not None:
             origin_run_id = check_run_id(origin_run_id, "--origin-run-id")

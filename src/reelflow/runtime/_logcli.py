@@ -18,7 +18,7 @@ __all__ = ["print_logs"]
 def print_logs(pathspec: str, which: str | None = None) -> int:
     """Print the output of FLOW/RUN_ID/STEP[/TASK_ID], each line prefixed with its task; lines printed."""
     from ..client import Run, namespace
-    from ._scheduler import check_run_id
+    from ._options import check_run_id
 
     bits = pathspec.strip("/").split("/")
     if len(bits) not in (3, 4) or not all(bits):

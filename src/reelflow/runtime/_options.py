@@ -11,7 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["RunOption", "RUN_OPTIONS", "reserved_parameter_names"]
+from ..errors import ParameterError
+
+__all__ = ["RunOption", "RUN_OPTIONS", "reserved_parameter_names", "check_run_id"]
+
+_MAX_RUN_ID = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -46,3 +50,12 @@ def reserved_parameter_names() -> frozenset[str]:
         names.update({o.flag, o.dest, o.flag.replace("-", "_")})
     names.add("with_")  # Runner's keyword for --with
     return frozenset(names)
+
+
+def check_run_id(run_id: Any, what: str) -> str:
+    """``run_id`` as a canonical string, or ParameterError naming ``what``."""
+    s = str(run_id).strip()
+    if not s.isdigit() or not 0 < int(s) <= _MAX_RUN_ID:
+        raise ParameterError(f"{what}: {str(run_id)[:40]!r} is not a run id; run ids are positive integers "
+                             "such as 12 (see `reelflow runs list`)")
+    return str(int(s))

@@ -18,13 +18,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ParameterError
+from ._options import RUN_OPTIONS
 
 if TYPE_CHECKING:
     from ..client import Run
 
 __all__ = ["Runner", "ExecutingRun"]
 
-_RUN_OPTIONS = {"max_workers", "max_num_splits", "tags", "with_", "quiet", "inprocess"}
+# Runner keywords that are run options, not flow parameters (from the one table of options;
+# ``with_`` stands for --with, a keyword Python reserves).
+_BY_KEYWORD = {("with_" if o.flag == "with" else o.dest): o for o in RUN_OPTIONS if not o.hidden}
+_RUN_OPTIONS = frozenset(_BY_KEYWORD)
 
 
 class ExecutingRun:
@@ -133,10 +137,9 @@ def _cli_value(v: Any) -> str:
 
 
 def _run_option(k: str, v: Any) -> list[str]:
-    if k in ("quiet", "inprocess"):
-        return [f"--{k}"] if v else []
-    if k == "tags":
-        return [x for t in ([v] if isinstance(v, str) else v) for x in ("--tag", t)]
-    if k == "with_":
-        return [x for t in ([v] if isinstance(v, str) else v) for x in ("--with", t)]
-    return [f"--{k.replace('_', '-')}", str(v)]
+    o = _BY_KEYWORD[k]
+    if o.kind == "flag":
+        return [f"--{o.flag}"] if v else []
+    if o.kind == "multiple":
+        return [x for t in ([v] if isinstance(v, str) else v) for x in (f"--{o.flag}", str(t))]
+    return [f"--{o.flag}", str(v)]

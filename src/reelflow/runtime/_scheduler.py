@@ -6,10 +6,10 @@ worker per task attempt, streams the workers' output with a pathspec prefix,
 retries, applies ``@catch`` and ``@timeout``, and on resume clones the origin run's
 successful tasks by reference instead of running them again.
 
-A run is never left half-recorded: SIGINT and SIGTERM stop the workers (and what
-their steps started), record the run as failed and exit 130 / 143; a heartbeat
-shows the run alive while it runs; a batch of task rows the database refuses is
-written row by row so the good tasks are kept, and the run fails naming the task.
+A run is never left half-recorded (see ``_lifecycle.py``): SIGINT and SIGTERM stop
+the workers (and what their steps started), record the run as failed and exit
+130 / 143; a heartbeat shows the run alive while it runs; a batch of task rows the
+database refuses is written row by row, so the good tasks are kept.
 
 Each task carries a stack of *frames*, one per enclosing split or foreach::
 
@@ -26,11 +26,9 @@ import dataclasses
 import os
 import signal
 import sys
-import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,15 +40,15 @@ from ..flows._spec import FlowSpec
 from ..store import ArtifactRef, Store, TaskRecord, get_store
 from . import _tmp
 from ._inprocess import run_inprocess
+from ._lifecycle import Beater, RunLifecycle
 from ._logs import LogSink
+from ._options import check_run_id
 from ._pool import WorkerPool
 from ._task import TaskResult, TaskSpec
 
 __all__ = ["LocalRuntime"]
 
 _LOG_TAIL_LINES = 20
-HEARTBEAT_SECONDS = 5.0
-_MAX_RUN_ID = 2**63 - 1
 
 
 @dataclass
@@ -68,7 +66,7 @@ class _Origin:
     rerun: set[str]
 
 
-class LocalRuntime:
+class LocalRuntime(RunLifecycle):
     """Run a flow class on this machine.
 
     Parameters
@@ -245,7 +243,7 @@ class LocalRuntime:
         started = time.time()
         _tmp.clean_stale(self.tmp_base)
         self.tmp_dir = _tmp.make_run_dir(self.tmp_base)
-        beater = _Beater(self) if self.inprocess else None
+        beater = Beater(self) if self.inprocess else None
         try:
             self.pool = WorkerPool(self.flow_cls, self.store, self.tmp_dir, echo=None if self.quiet else self._emit,
                                    use_fork=self.use_fork,
@@ -427,40 +425,6 @@ class LocalRuntime:
         self.records.append((rec, refs))
         self._advance(p.spec, p.frames, refs, origin_row["result"] or {})
 
-    def _flush_records(self) -> None:
-        """Write the task rows collected since the last flush (finished and cloned tasks).
-
-        One transaction for the batch; if the database refuses it, row by row, so one
-        bad row costs only its own task: that task is recorded as failed (without the
-        values the database refused) and the run fails naming it and the cause.
-        """
-        if not self.records:
-            return
-        items, self.records = self.records, []
-        md = self.store.metadata
-        try:
-            md.record_tasks(self.run_id, items)
-            return
-        except Exception:  # noqa: BLE001 - retried row by row below, which names the culprit
-            pass
-        for rec, arts in items:
-            try:
-                md.record_task(self.run_id, rec, arts)
-                continue
-            except Exception as exc:  # noqa: BLE001 - the database refused this row
-                cause = _one_line(exc)
-            pathspec = f"{self.flow_name}/{self.run_id}/{rec.step_name}/{rec.task_id}"
-            why = f"its record could not be written to the metadata database: {cause}"
-            try:
-                md.record_task(self.run_id, dataclasses.replace(rec, status="failed", metrics=[], exception=why), {})
-            except Exception:  # noqa: BLE001 - nothing more to keep; the run fails below
-                pass
-            if self.failure is None:
-                self.failure = (
-                    f"step {rec.step_name!r} failed (task {pathspec}): {why}. The run's other tasks were "
-                    f"recorded; fix the step (e.g. the metrics it logs), then resume: `{self._resume_hint()}`"
-                )
-
     def _advance(self, spec: TaskSpec, frames: list[dict[str, Any]], refs: dict[str, ArtifactRef], transition: dict[str, Any]) -> None:
         node = self.graph[spec.step_name]
         if node.kind == "end":
@@ -536,140 +500,6 @@ class LocalRuntime:
         if self.origin is not None and step not in self.origin.rerun:
             clone = self.origin.tasks.get(task_key)
         self.ready.append(_Pending(spec, frames, clone=clone))
-
-    # -- stopping -------------------------------------------------------------------
-    @contextmanager
-    def _signals(self) -> Iterator[None]:
-        """While a run is recorded: SIGINT and SIGTERM stop it cleanly instead of killing this process."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def stop(signum: int, frame: Any) -> None:
-            if self.interrupted is None:
-                self.interrupted = signum
-            if self._in_step:  # an in-process step: stop it where it is
-                raise KeyboardInterrupt
-
-        previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-
-    def _stop_workers(self) -> None:
-        """Stop the running workers (and their process groups); record them as failed."""
-        pool = getattr(self, "pool", None)
-        if pool is None:
-            return
-        reason = (f"{signal.Signals(self.interrupted).name} (the run was interrupted)" if self.interrupted is not None
-                  else "the scheduler: another task failed")
-        for w, _status in pool.abort():
-            spec = w.spec
-            rec = TaskRecord(
-                step_name=spec.step_name, task_id=spec.task_id, attempt=spec.attempt, status="failed",
-                task_key=spec.task_key, started_at=w.started_at, finished_at=time.time(),
-                split_index=spec.foreach_frames[-1]["index"] if spec.foreach_frames else None,
-                foreach_stack=[[f["index"], f["num_splits"]] for f in spec.foreach_frames],
-                input_paths=spec.input_paths,
-                exception=f"Interrupted: stopped by {reason}",
-                stdout_key=w.logs["stdout"].close() if w.logs else None,
-                stderr_key=w.logs["stderr"].close() if w.logs else None,
-            )
-            self.records.append((rec, {}))
-
-    def _salvage_records(self) -> None:
-        try:
-            self._flush_records()
-        except Exception:  # noqa: BLE001 - already failing; the first error is the one to show
-            pass
-
-    def _finish_run(self, status: str, reason: str | None) -> None:
-        md = self.store.metadata
-        if reason is not None and _accepts_reason(md.finish_run):
-            md.finish_run(self.run_id, status, reason=reason)  # type: ignore[call-arg]
-        else:
-            md.finish_run(self.run_id, status)
-
-    def _heartbeat(self, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self._last_beat < HEARTBEAT_SECONDS:
-            return
-        self._last_beat = now
-        try:
-            self.store.metadata.heartbeat(self.run_id)
-        except Exception:  # noqa: BLE001 - a missed beat must not fail the run
-            pass
-
-    def _resume_hint(self) -> str:
-        module = sys.modules.get(self.flow_cls.__module__)
-        path = getattr(module, "__file__", None)
-        if not path:
-            return f"reelflow resume <flow file> --origin-run-id {self.run_id}"
-        try:
-            shown = os.path.relpath(path)
-        except ValueError:
-            shown = path
-        shown = shown if not shown.startswith("..") else path
-        if sys.argv and os.path.abspath(sys.argv[0]) == os.path.abspath(path):
-            return f"python {shown} resume --origin-run-id {self.run_id}"
-        return f"reelflow resume {shown} --origin-run-id {self.run_id}"
-
-    def _where(self) -> str:
-        describe = getattr(self.store, "describe", None)
-        if callable(describe):
-            try:
-                return str(describe())
-            except Exception:  # noqa: BLE001 - only a message
-                pass
-        return str(self.store.config.home)
-
-    def _say(self, msg: str, always: bool = False) -> None:
-        if always or not self.quiet:
-            print(msg, flush=True)
-
-
-class _Beater:
-    """Heartbeats from a thread while steps run in-process (the loop is blocked in them)."""
-
-    def __init__(self, runtime: LocalRuntime) -> None:
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(runtime,), name="reelflow-heartbeat", daemon=True)
-        self._thread.start()
-
-    def _run(self, runtime: LocalRuntime) -> None:
-        while not self._stop.wait(HEARTBEAT_SECONDS):
-            runtime._heartbeat(force=True)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-
-def check_run_id(run_id: Any, what: str) -> str:
-    """``run_id`` as a canonical string, or ParameterError naming ``what``."""
-    s = str(run_id).strip()
-    if not s.isdigit() or not 0 < int(s) <= _MAX_RUN_ID:
-        raise ParameterError(f"{what}: {str(run_id)[:40]!r} is not a run id; run ids are positive integers "
-                             "such as 12 (see `reelflow runs list`)")
-    return str(int(s))
-
-
-def _accepts_reason(fn: Any) -> bool:
-    import inspect
-
-    try:
-        return "reason" in inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-    first = text[0] if text else type(exc).__name__
-    return f"{type(exc).__name__}: {first[:300]}"
-
 
 def _timeout_seconds(decos: Mapping[str, StepDecorator]) -> float:
     t = decos.get("timeout")

@@ -115,7 +115,10 @@ def _zygote_main(flow_cls: Any, sock: socket.socket) -> None:
     from ._worker import _child_main, _die_with_parent, set_group
 
     _die_with_parent()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the scheduler's to handle
+    # Ctrl-C and SIGTERM to the process group are the scheduler's to handle (it stops the
+    # workers, then closes this server); workers restore the default handlers.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     store = get_store()
     gc.freeze()
     # SIGCHLD wakes the loop through a pipe, so exits are reported at once.
