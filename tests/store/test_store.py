@@ -100,3 +100,33 @@ def test_metadata_roundtrip_and_schema_version(tmp_path):
     md.close()
     with pytest.raises(SchemaVersionError, match="newer than this reelflow"):
         MetadataStore(url).engine
+
+
+@pytest.mark.parametrize("env, synced", [(None, True), ("0", False)])
+def test_new_blobs_are_fsynced_file_and_folder_before_they_count(tmp_path, monkeypatch, env, synced):
+    import os
+    import stat
+
+    from reelflow.store import _blobs
+
+    if env is not None:
+        monkeypatch.setenv("REELFLOW_FSYNC", env)
+    calls: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        calls.append("dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
+        real_fsync(fd)
+
+    def replace(a: str, b: str) -> None:
+        calls.append("rename")
+        real_replace(a, b)
+
+    monkeypatch.setattr(_blobs.os, "fsync", fsync)
+    monkeypatch.setattr(_blobs.os, "replace", replace)
+    bs = LocalBlobStore(tmp_path / "b")
+    bs.put("ab" + "2" * 30, [b"payload"])
+    # the data reaches the disk before the name does, and the name before put returns
+    assert calls == (["dir", "file", "rename", "dir"] if synced else ["rename"])
+    calls.clear()
+    assert bs.put("ab" + "2" * 30, [b"payload"]) is False and calls == []  # an identical blob: no write
