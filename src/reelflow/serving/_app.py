@@ -242,10 +242,10 @@ def create_app(config: ServeConfig, holder: ModelHolder | None = None) -> Any:
 
 def app_from_env() -> Any:
     """uvicorn factory for ``--workers N``: each worker process loads the model itself."""
-    from ._serve import configure_logging
+    from ._serve import setup_process
 
     access = os.environ.get("REELFLOW_SERVE_ACCESS_LOG") == "1"
-    configure_logging(access)
+    setup_process(access)
     return create_app(ServeConfig(
         spec=os.environ["REELFLOW_SERVE_SPEC"],
         token=os.environ.get("REELFLOW_SERVE_TOKEN") or None,

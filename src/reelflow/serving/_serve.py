@@ -6,18 +6,25 @@ import ipaddress
 import logging
 import os
 import socket
+import sys
 
 from ..errors import ParameterError
 
-__all__ = ["serve", "is_loopback", "configure_logging"]
+__all__ = ["serve", "is_loopback", "setup_process"]
 
 
-def configure_logging(access_log: bool = False) -> None:
-    """Server logs on stderr: load failures at ERROR, hot-swaps at INFO, and with
-    ``access_log`` one line per request (logger ``reelflow.serving.access``)."""
+def setup_process(access_log: bool = False) -> None:
+    """Set up a server process (the parent, or each uvicorn worker).
+
+    Logs go to stderr: load failures at ERROR, hot-swaps at INFO, and with
+    ``access_log`` one line per request (logger ``reelflow.serving.access``).
+    """
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("reelflow.serving").setLevel(logging.INFO)
     logging.getLogger("reelflow.serving.access").setLevel(logging.INFO if access_log else logging.WARNING)
+    # Scoring threads run Python (building responses); a shorter GIL switch interval lets
+    # the event loop thread in sooner, so probes and small requests wait less behind them.
+    sys.setswitchinterval(0.001)
 
 
 def is_loopback(host: str) -> bool:
@@ -61,7 +68,7 @@ def serve(
         )
     if workers < 1:
         raise ParameterError("--workers must be at least 1")
-    configure_logging(access_log)
+    setup_process(access_log)
     config = ServeConfig(spec=spec, token=token, poll_interval=poll_interval, access_log=access_log)
     holder = ModelHolder(spec, poll_interval)  # raises NotFoundError / CorruptArtifactError before binding
     print(f"serving {spec} (version {holder.current.version}) on http://{host}:{port}", flush=True)
