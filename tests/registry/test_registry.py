@@ -108,3 +108,12 @@ def test_schema_1_store_is_migrated_in_place(load_flow, reelflow_home):
     assert Flow("Old").latest_run.data.y == 42  # old runs still read
     con = sqlite3.connect(db)
     assert con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == str(SCHEMA_VERSION)
+
+
+def test_registry_reaches_the_database_only_through_the_metadata_store():
+    import inspect as pyinspect
+
+    from reelflow.registry import _registry
+
+    src = pyinspect.getsource(_registry)
+    assert "sqlalchemy" not in src and "_schema" not in src and ".write(" not in src and ".read(" not in src

@@ -11,95 +11,24 @@ import hashlib
 import json
 import math
 import os
-import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import URL, Connection, Engine, create_engine, event, inspect, insert, make_url, select, update
+from sqlalchemy import URL, Connection, Engine, create_engine, inspect, insert, select, update
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
 from ..errors import NotFoundError, SchemaVersionError, StoreError
 from . import _schema as s
+from ._engine import db_error, mask_url, parse_url, sqlite_pragmas
 from ._liveness import abandoned_reason, host_name, process_token
 from ._migrate import upgrade
 from ._registry_db import RegistryTables
 from ._types import METRIC_NAME_MAX, METRIC_STEP_MAX, METRIC_STEP_MIN, ArtifactRef, TaskRecord
 
 __all__ = ["MetadataStore", "TaskRecord", "ArtifactRef"]
-
-
-def _sqlite_pragmas(engine: Engine) -> None:
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA busy_timeout=60000")
-        # Switching a new database to WAL needs it to itself and SQLite answers "locked"
-        # at once (no busy wait) while another connection races to do the same; WAL is
-        # persistent, so a short retry settles it.
-        for attempt in range(200):
-            try:
-                cur.execute("PRAGMA journal_mode=WAL")
-                break
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or attempt == 199:
-                    raise
-                time.sleep(0.01)
-        cur.execute("PRAGMA synchronous=NORMAL")
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        mode = "IMMEDIATE" if conn.get_execution_options().get("reelflow_write") else "DEFERRED"
-        conn.exec_driver_sql(f"BEGIN {mode}")
-
-
-def parse_url(url: str | URL, *, source: str = "REELFLOW_METADATA_URL") -> URL:
-    """``url`` as a SQLAlchemy URL; a malformed string is a :class:`StoreError` naming ``source``."""
-    if isinstance(url, URL):
-        return url
-    try:
-        return make_url(url)
-    except ArgumentError:
-        raise StoreError(
-            f"{source}={mask_url(url)!r} is not a database URL; write e.g. "
-            "'postgresql+psycopg://user:password@host/db' or 'sqlite:////path/to/metadata.db'"
-        ) from None
-
-
-def mask_url(url: str | URL) -> str:
-    """``url`` for display, with any password replaced by ``***``."""
-    if isinstance(url, URL):
-        if url.get_backend_name() == "sqlite" and url.database and not url.query:
-            return f"sqlite:///{url.database}"  # the path as the user wrote it, unescaped
-        return url.render_as_string(hide_password=True)
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        return url.split("@", 1)[-1] if "@" in url else url
-    return parsed.render_as_string(hide_password=True) if parsed.password else url
-
-
-def db_error(exc: BaseException, where: str) -> StoreError:
-    """A one-line :class:`StoreError` for a database failure at ``where``, with the fix."""
-    orig = getattr(exc, "orig", None) or exc
-    text = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
-    low = text.lower()
-    if "readonly" in low or "read-only" in low or "permission denied" in low:
-        fix = "make it writable, or point REELFLOW_HOME / REELFLOW_METADATA_URL at a writable store"
-    elif "disk is full" in low or "no space" in low:
-        fix = "free disk space where it lives and run again"
-    elif "unable to open" in low:
-        fix = "check that its folder exists and is readable"
-    elif "could not connect" in low or "connection refused" in low or "connection" in low and "failed" in low:
-        fix = "check that the database server is running and REELFLOW_METADATA_URL points at it"
-    else:
-        fix = "check REELFLOW_METADATA_URL and that the database is reachable and writable"
-    return StoreError(f"the metadata database {where} failed: {text}; {fix}")
 
 
 class MetadataStore(RegistryTables):
@@ -161,7 +90,7 @@ class MetadataStore(RegistryTables):
         try:
             if self._url.get_backend_name() == "sqlite":
                 engine = create_engine(self._url, connect_args={"timeout": 60})
-                _sqlite_pragmas(engine)
+                sqlite_pragmas(engine)
                 return engine
             return create_engine(self._url, pool_pre_ping=True)
         except NoSuchModuleError:
