@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
-from .._progress import progress, progress_scope
+from .._progress import note, progress, progress_scope
 from ..estimator import clone
 from ._base import RecommenderBase, top_n
 from ._interactions import Interactions
@@ -51,10 +52,11 @@ def _ranking_metrics(hits: np.ndarray, n_rel: np.ndarray, k: int) -> dict[str, f
 def evaluate(
     model: RecommenderBase,
     train: Interactions,
-    test: Interactions,
+    test: Interactions | Any,
     k: int | Sequence[int] = (10, 20),
     metrics: Sequence[str] = _DEFAULT,
     *,
+    items: Sequence[Hashable] | np.ndarray | None = None,
     cold_users: str = "fallback",
     sampled_negatives: int | None = None,
     negatives: np.ndarray | None = None,
@@ -66,12 +68,21 @@ def evaluate(
 
     Parameters
     ----------
-    model : fitted on ``train`` (same id maps as ``test``).
+    model : fitted on ``train``.
+    test : the held-out interactions: a split of the same data set, an
+        :class:`Interactions` built on its own (e.g. read from a benchmark's test
+        file), or a plain table (pandas / polars / pyarrow) with ``user_id`` and
+        ``item_id`` columns. Anything not sharing ``train``'s id maps is aligned to
+        them by external id (:meth:`Interactions.from_frame` with ``like=train``):
+        rows naming items outside the training catalogue cannot be ranked and are
+        left out, and test users unknown to training are cold users.
     k : cut-offs.
     metrics : any of ``hr, recall, precision, ndcg, mrr, map`` (per-user averages),
         ``coverage`` (share of the catalogue recommended to someone), ``novelty``
         (mean self-information -log2 p(item) of recommended items) and ``popularity``
         (their mean training popularity: popularity bias).
+    items : rank only these external item ids (a candidate catalogue, e.g. the new
+        titles of :func:`new_items_split`); test rows on other items are left out.
     cold_users : test users with no training history are ranked by the model's
         popularity fallback (``"fallback"``, the default: what production would
         serve them) or left out (``"skip"``).
@@ -83,7 +94,13 @@ def evaluate(
 
     Returns
     -------
-    DataFrame with columns ``metric, k, value`` (attrs: ``n_users``, ``n_cold_users``).
+    DataFrame with columns ``metric, k, value``. Its ``attrs`` say what was
+    evaluated: ``n_users``, ``n_cold_users``, ``n_test_rows`` (rows given),
+    ``n_unseen_item_rows`` (rows on items the model never saw in training: outside
+    its catalogue, or in it without a training interaction), ``n_unknown_item_rows``
+    (of those, rows outside the catalogue, left out), ``n_excluded_rows`` (rows on
+    items outside ``items``) and ``alignment`` (see :attr:`Interactions.alignment`).
+    A one-line summary goes to stderr when test rows refer to unseen items.
     """
     ks = sorted({k} if isinstance(k, (int, np.integer)) else set(k))
     if not ks or ks[0] < 1:
@@ -93,32 +110,56 @@ def evaluate(
         raise ValueError(f"unknown metric {unknown[0]!r}; choose from {', '.join(METRICS)}")
     if cold_users not in ("fallback", "skip"):
         raise ValueError("cold_users must be 'fallback' or 'skip'")
+    if not isinstance(train, Interactions):
+        raise TypeError(f"evaluate() takes the training Interactions as train, got {type(train).__name__}")
+    model_items = getattr(model, "item_ids_", None)
+    if model_items is not None and not np.array_equal(model_items, train.item_ids):
+        raise ValueError(
+            f"the model was fitted on a catalogue of {len(model_items)} items, not on train's {train.n_items}; "
+            "pass the Interactions the model was fitted on as train"
+        )
+    test, summary = _aligned_test(train, test, verbose)
     if len(test) == 0:
         raise ValueError("the test split is empty; nothing to evaluate")
-    if test.n_items != train.n_items or not np.array_equal(test.item_ids, train.item_ids):
-        raise ValueError("train and test must come from one split of the same Interactions (same item ids)")
-    if ks[-1] > train.n_items:
-        raise ValueError(f"k={ks[-1]} is larger than the catalogue ({train.n_items} items)")
+    allowed: np.ndarray | None = None
+    if items is not None:
+        allowed = np.zeros(train.n_items, bool)
+        allowed[model._item_positions(items, "evaluate(items=...)")] = True
+        excluded = ~allowed[test.items]
+        summary["n_excluded_rows"] = int(excluded.sum())
+        test = test.subset(~excluded)
+        if len(test) == 0:
+            raise ValueError("no test row is on one of the items= candidates; nothing to evaluate")
+    n_cand = train.n_items if allowed is None else int(allowed.sum())
+    if ks[-1] > n_cand:
+        what = "the catalogue" if allowed is None else "the items= candidates"
+        raise ValueError(f"k={ks[-1]} is larger than {what} ({n_cand} items)")
     T = test.matrix.tocsr()
     T.data[:] = 1.0
     n_rel_all = np.diff(T.indptr)
     users = np.flatnonzero(n_rel_all > 0)
+    user_ids = test.user_ids[users]
+    in_train = train.user_index(user_ids)
     train_counts = np.bincount(train.users, minlength=train.n_users)
-    cold = train_counts[users] == 0
+    cold = np.where(in_train >= 0, train_counts[np.maximum(in_train, 0)], 0) == 0
     if cold_users == "skip":
-        users = users[~cold]
+        users, user_ids = users[~cold], user_ids[~cold]
     if len(users) == 0:
         raise ValueError("no test user has training history; use cold_users='fallback' to evaluate them")
-    user_ids = test.user_ids[users]
     if sampled_negatives is not None or negatives is not None:
+        if items is not None:
+            raise ValueError("items= and sampled negatives do not go together; use one protocol")
         return _sampled(model, train, test, users, ks, metrics, sampled_negatives, negatives, seed, verbose)
     kmax = ks[-1]
     rec_items = np.empty((len(user_ids), kmax), dtype=model.item_ids_.dtype)
+    candidates = None if allowed is None else train.item_ids[allowed]
     chunk = max(_EVAL_CHUNK, -(-len(user_ids) // 20))  # about 20 progress steps at most
     with progress(len(user_ids), f"evaluate {type(model).__name__}", unit="user", verbose=verbose) as bar:
         for lo in range(0, len(user_ids), chunk):
             part = user_ids[lo : lo + chunk]
-            rec_items[lo : lo + len(part)] = model.recommend(part, n=kmax, exclude_seen=True, batch_size=batch_size)[0]
+            rec_items[lo : lo + len(part)] = model.recommend(
+                part, n=kmax, exclude_seen=True, items=candidates, batch_size=batch_size
+            )[0]
             bar.update(len(part))
     rec_idx = model._item_positions(rec_items.ravel(), "evaluate").reshape(rec_items.shape)
     hits = np.asarray(T[np.repeat(users, kmax), rec_idx.ravel()]).reshape(len(users), kmax) > 0
@@ -134,8 +175,38 @@ def evaluate(
         values["popularity"] = float(pop[top].mean())
         rows.extend({"metric": m, "k": kk, "value": values[m]} for m in metrics)
     report = pd.DataFrame(rows)
-    report.attrs.update(n_users=int(len(users)), n_cold_users=int(cold.sum()))
+    report.attrs.update(n_users=int(len(users)), n_cold_users=int(cold.sum()), **summary)
     return report
+
+
+def _aligned_test(train: Interactions, test: Any, verbose: bool | None) -> tuple[Interactions, dict[str, Any]]:
+    """``test`` on ``train``'s item ids, and what the alignment and training data say about its rows."""
+    if not isinstance(test, Interactions):
+        test = Interactions.from_frame(test, like=train)
+    elif not np.array_equal(test.item_ids, train.item_ids):
+        frame = test.to_frame()
+        ts = "timestamp" if test.timestamps is not None else None
+        test = Interactions.from_frame(frame, timestamp=ts, weight="weight", like=train)
+    alignment = test.alignment
+    n_unknown = int(alignment["unknown_item_rows"]) if alignment else 0
+    n_rows = int(alignment["rows"]) if alignment else len(test)
+    train_pop = np.bincount(train.items, minlength=train.n_items)
+    n_unseen = n_unknown + int((train_pop[test.items] == 0).sum())
+    if n_unseen:
+        note(
+            f"evaluate: {n_unseen:,} of {n_rows:,} test rows refer to items the model never saw in training "
+            f"({n_unknown:,} outside its catalogue, left out; {n_unseen - n_unknown:,} in it without a training "
+            "interaction, ranked like any item)",
+            verbose=verbose,
+        )
+    summary = {
+        "n_test_rows": n_rows,
+        "n_unseen_item_rows": n_unseen,
+        "n_unknown_item_rows": n_unknown,
+        "n_excluded_rows": 0,
+        "alignment": alignment,
+    }
+    return test, summary
 
 
 def _sampled(
@@ -153,7 +224,10 @@ def _sampled(
     # One test item per user (their first in the test split) against sampled unseen items.
     T = test.matrix.tocsr()
     pos = np.array([T.indices[T.indptr[u]] for u in users])
-    seen = (train.matrix + T).tocsr()
+    X = train.matrix
+    if T.shape[0] > X.shape[0]:  # cold users appended to the user ids by alignment: no training rows
+        X = sp.vstack([X, sp.csr_matrix((T.shape[0] - X.shape[0], X.shape[1]), dtype=X.dtype)])
+    seen = (X + T).tocsr()
     if negatives is None:
         assert n_neg is not None
         rng = np.random.default_rng(seed)
