@@ -299,8 +299,12 @@ def test_timeout_kills_the_task(load_flow):
             def end(self):
                 pass
     """)
+    import time
+
+    t0 = time.monotonic()
     with pytest.raises(RunFailedError, match="timed out after 1s"):
         run(cls)
+    assert time.monotonic() - t0 < 25  # killed, not waited for (the step sleeps 30 s)
 
 
 def test_environment_and_resources_recorded(load_flow):
@@ -428,9 +432,11 @@ def test_inprocess_mode_runs_in_this_process(load_flow):
 
 
 def test_spawn_fallback_runs_tasks(load_flow):
-    cls = load_flow(BRANCHES)
+    cls = load_flow(BRANCHES.replace("self.where = current.pathspec",
+                                     "self.where = current.pathspec\n        self.module = type(self).__module__"))
     r = run(cls, use_fork=False)
     assert r.data.summary == ([2, 4, 6], 1, False)
+    assert r["start"].task.data.module == "__reelflow_flow__"  # the flow file was imported by a new interpreter
 
 
 def test_foreach_inside_a_branch_and_a_branch_inside_a_foreach(load_flow):

@@ -196,3 +196,72 @@ def test_crash_message_names_the_real_signal(load_flow):
     """)
     with pytest.raises(RunFailedError, match="killed by signal SIGTERM .*a signal sent to the worker from outside"):
         LocalRuntime(cls, quiet=True).run()
+
+
+PARTIAL = """
+import os, time
+from pathlib import Path
+from reelflow import FlowSpec, step
+
+class Partial(FlowSpec):
+    @step
+    def start(self):
+        self.xs = [0, 1, 2]
+        self.next(self.work, foreach="xs")
+
+    @step
+    def work(self):
+        if self.input > 0 and os.environ.get("HANG"):
+            Path(os.environ["MARKS"], str(self.input)).touch()
+            time.sleep(300)
+        self.y = self.input * 10
+        self.next(self.join)
+
+    @step
+    def join(self, inputs):
+        self.ys = [i.y for i in inputs]
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+if __name__ == "__main__":
+    Partial()
+"""
+
+
+@pytest.mark.parametrize("inprocess", [False, True])
+def test_an_interrupted_run_resumes_reusing_its_finished_tasks(write_flow, marks, inprocess):
+    from helpers import run_py
+
+    marks_dir, pids = marks
+    path = write_flow(PARTIAL)
+    extra = ["--inprocess"] if inprocess else ["--max-workers", "3"]
+    env = {**os.environ, "MARKS": str(marks_dir), "HANG": "1"}
+    proc = subprocess.Popen([sys.executable, str(path), "run", *extra], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=path.parent, env=env, start_new_session=True)
+    pids.append(proc.pid)
+    try:
+        _wait_for(lambda: any(marks_dir.iterdir()), "a work task to hang", proc)
+        if not inprocess:
+            _wait_for(lambda: len(list(marks_dir.iterdir())) == 2, "both hanging tasks to start", proc)
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == 130, (out, err)
+    assert "interrupted (SIGINT)" in err and "Traceback" not in err
+    origin = Flow("Partial").latest_run
+    assert origin.status == "failed"
+    done = [t for t in origin["work"].tasks() if t.successful]
+    assert [t.index for t in done] == [0]
+    p = run_py(path, "resume", *extra)
+    assert p.returncode == 0, p.stderr
+    r = Flow("Partial").latest_run
+    assert r.origin_run_id == origin.id and r.data.ys == [0, 10, 20]
+    by_index = {t.index: t for t in r["work"].tasks()}
+    assert by_index[0].origin_pathspec == done[0].pathspec  # reused, not run again
+    assert by_index[1].origin_pathspec is None and by_index[2].origin_pathspec is None

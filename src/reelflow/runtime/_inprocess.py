@@ -42,6 +42,10 @@ class _Tee(io.TextIOBase):
         return self._original.fileno()
 
     @property
+    def buffer(self) -> Any:  # bytes written here reach the terminal but not the log
+        return self._original.buffer
+
+    @property
     def encoding(self) -> str:  # type: ignore[override]
         return getattr(self._original, "encoding", "utf-8")
 
@@ -80,7 +84,9 @@ def run_inprocess(flow_cls: Any, spec: TaskSpec, store: Any, timeout_seconds: fl
                 result = execute_task(flow_cls, spec, store)
         except TimeoutError as exc:  # the alarm fired just after the step returned
             result = TaskResult("failed", exception=f"TimeoutError: {exc}")
-        if result.status == "failed" and result.traceback:
+        # Into the task's stderr log, as a worker does (not for Ctrl-C: the run says it was interrupted).
+        if result.status == "failed" and result.traceback and not (result.exception or "").startswith(
+                "KeyboardInterrupt"):
             sys.stderr.write(result.traceback)
     finally:
         sys.stdout, sys.stderr = out, err

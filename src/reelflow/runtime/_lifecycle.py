@@ -24,9 +24,10 @@ from typing import Any
 from ..store import ArtifactRef, Store, TaskRecord
 from ._pool import WorkerPool
 
-__all__ = ["RunLifecycle", "Beater", "HEARTBEAT_SECONDS"]
+__all__ = ["RunLifecycle", "Beater", "HEARTBEAT_SECONDS", "INTERRUPTED"]
 
 HEARTBEAT_SECONDS = 5.0
+INTERRUPTED = "Interrupted:"  # how the exception of a task stopped by an interruption starts
 
 
 class RunLifecycle:
@@ -113,7 +114,7 @@ class RunLifecycle:
                 split_index=spec.foreach_frames[-1]["index"] if spec.foreach_frames else None,
                 foreach_stack=[[f["index"], f["num_splits"]] for f in spec.foreach_frames],
                 input_paths=spec.input_paths,
-                exception=f"Interrupted: stopped by {reason}",
+                exception=f"{INTERRUPTED} stopped by {reason}",
                 stdout_key=w.logs["stdout"].close() if w.logs else None,
                 stderr_key=w.logs["stderr"].close() if w.logs else None,
             )

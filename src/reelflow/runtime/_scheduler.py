@@ -40,7 +40,7 @@ from ..flows._spec import FlowSpec
 from ..store import ArtifactRef, Store, TaskRecord, get_store
 from . import _tmp
 from ._inprocess import run_inprocess
-from ._lifecycle import Beater, RunLifecycle
+from ._lifecycle import INTERRUPTED, Beater, RunLifecycle
 from ._logs import LogSink
 from ._options import check_run_id
 from ._pool import WorkerPool
@@ -163,7 +163,10 @@ class LocalRuntime(RunLifecycle):
                 f"resume: flow {self.flow_name} has no step {step!r}; steps are {', '.join(self.graph.nodes)}"
             )
         if step is None:
-            failed = [r for r in rows if r["status"] == "failed" and r["task_key"] not in tasks]
+            # Tasks stopped by an interruption were not broken: like the missing tasks of
+            # a killed run, they run again while every successful task is reused.
+            failed = [r for r in rows if r["status"] == "failed" and r["task_key"] not in tasks
+                      and not (r["exception"] or "").startswith(INTERRUPTED)]
             if failed:
                 step = failed[0]["step_name"]
             elif origin_run["status"] == "succeeded":
@@ -343,7 +346,7 @@ class LocalRuntime(RunLifecycle):
             log_keys[stream] = sink.close()
         if result.status == "failed" and self.interrupted is not None:
             name = signal.Signals(self.interrupted).name
-            why = f"Interrupted: the run was stopped by {name}"
+            why = f"{INTERRUPTED} the run was stopped by {name}"
             result = dataclasses.replace(result, exception=why,
                                          traceback=why + ("\n" + result.traceback if result.traceback else ""))
         decos = self._decorators(spec.step_name)

@@ -213,6 +213,8 @@ def spawn_entry() -> None:
 
     from ..store import get_store
 
+    _load_libc()
+    _die_with_parent()  # like a forked worker: no orphan if the scheduler is killed
     job = pickle.loads(sys.stdin.buffer.read())
     path = job["file"]
     mod_spec = importlib.util.spec_from_file_location("__reelflow_flow__", path)
