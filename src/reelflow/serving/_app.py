@@ -60,6 +60,7 @@ class ServeConfig:
     max_work: int = MAX_WORK
     max_concurrent: int = 0  # scoring threads; 0: min(4, CPUs)
     max_pending: int = 64
+    freeze_gc: bool = False  # gc.freeze() after each load: for a dedicated server process only
 
 
 UserId = StrictInt | Annotated[StrictStr, Field(max_length=MAX_ID_LENGTH)]
@@ -160,7 +161,7 @@ def create_app(config: ServeConfig, holder: ModelHolder | None = None) -> Any:
     """The ASGI app serving ``config.spec`` (raises before serving if it cannot load)."""
     from prometheus_client import CollectorRegistry
 
-    holder = holder or ModelHolder(config.spec, config.poll_interval)
+    holder = holder or ModelHolder(config.spec, config.poll_interval, freeze_gc=config.freeze_gc)
     scoring = _Scoring(config.max_concurrent, config.max_pending)
     registry = CollectorRegistry()
     metrics = RequestMetrics(registry)
@@ -251,4 +252,5 @@ def app_from_env() -> Any:
         token=os.environ.get("REELFLOW_SERVE_TOKEN") or None,
         poll_interval=float(os.environ.get("REELFLOW_SERVE_POLL", "1.0")),
         access_log=access,
+        freeze_gc=True,
     ))

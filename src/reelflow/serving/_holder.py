@@ -58,7 +58,7 @@ class Loaded:
         return out
 
 
-def _loaded(version: int, model: Any) -> Loaded:
+def _loaded(version: int, model: Any, freeze_gc: bool = False) -> Loaded:
     titles: dict[Any, str] = {}
     meta = getattr(model, "item_meta_", None)
     if meta is not None and "title" in getattr(meta, "columns", ()):
@@ -72,9 +72,11 @@ def _loaded(version: int, model: Any) -> Loaded:
     item_ids = getattr(model, "item_ids_", None)
     loaded = Loaded(version, model, time.time(), titles, id_space(model), user_pos, has_history,
                     len(item_ids) if item_ids is not None else 0)
-    # Long-lived objects (model, imports) leave the GC's scans: no multi-ms pauses in requests.
-    gc.collect()
-    gc.freeze()
+    if freeze_gc:
+        # Long-lived objects (model, imports) leave the GC's scans: no multi-ms pauses in
+        # requests. Only in a server process: an app embedded elsewhere keeps its GC.
+        gc.collect()
+        gc.freeze()
     return loaded
 
 
@@ -102,14 +104,15 @@ class LoadFailure:
 class ModelHolder:
     """The model being served and the poller that swaps in new versions of its alias."""
 
-    def __init__(self, spec: str, poll_interval: float = 1.0) -> None:
+    def __init__(self, spec: str, poll_interval: float = 1.0, *, freeze_gc: bool = False) -> None:
         self.spec = spec
+        self.freeze_gc = freeze_gc
         self.name, self.alias, _ = registry.parse_spec(spec)
         self.poll_interval = poll_interval
         mv = registry.get(spec)
         model = mv.load()
         check_servable(model, spec)
-        self.current = _loaded(mv.version, model)
+        self.current = _loaded(mv.version, model, freeze_gc)
         self.failure: LoadFailure | None = None
         self.load_failures = 0  # versions that failed to load, counted per attempt
         self._failed: dict[int, float] = {}
@@ -184,7 +187,7 @@ class ModelHolder:
             self.load_failures += 1
             self._fail(mv.version, f"version {mv.version} failed to load: {exc}")
             return False
-        self.current = _loaded(mv.version, model)  # one atomic reference swap
+        self.current = _loaded(mv.version, model, self.freeze_gc)  # one atomic reference swap
         self.failure = None
         self._failed.pop(mv.version, None)
         log.info("%s: now serving version %s", self.spec, mv.version)

@@ -69,8 +69,8 @@ def serve(
     if workers < 1:
         raise ParameterError("--workers must be at least 1")
     setup_process(access_log)
-    config = ServeConfig(spec=spec, token=token, poll_interval=poll_interval, access_log=access_log)
-    holder = ModelHolder(spec, poll_interval)  # raises NotFoundError / CorruptArtifactError before binding
+    config = ServeConfig(spec=spec, token=token, poll_interval=poll_interval, access_log=access_log, freeze_gc=True)
+    holder = ModelHolder(spec, poll_interval, freeze_gc=True)  # raises NotFoundError / CorruptArtifactError before binding
     print(f"serving {spec} (version {holder.current.version}) on http://{host}:{port}", flush=True)
     if workers == 1:
         uvicorn.run(create_app(config, holder), host=host, port=port, log_level=log_level, access_log=False)
