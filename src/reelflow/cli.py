@@ -215,6 +215,8 @@ def runs_show(pathspec: str) -> None:
     if run.abandoned_reason:
         click.echo(f"Abandoned: {run.abandoned_reason}; resume it with `reelflow resume FLOW_FILE --origin-run-id "
                    f"{run.id}`")
+    elif run.status_reason:
+        click.echo(f"Reason: {run.status_reason}")
     if run.parameters:
         click.echo("Parameters: " + ", ".join(f"{k}={v}" for k, v in run.parameters.items()))
     if run.user_tags:

@@ -102,3 +102,14 @@ def test_bad_heartbeat_timeout_is_one_clear_error(monkeypatch):
     monkeypatch.setenv("REELFLOW_HEARTBEAT_TIMEOUT", "soon")
     with pytest.raises(StoreError, match="REELFLOW_HEARTBEAT_TIMEOUT='soon' is not a positive number"):
         load_config()
+
+
+def test_finish_run_records_why():
+    md = get_store().metadata
+    rid = md.create_run("Stopped", user="u", system_tags=["user:u"])
+    md.finish_run(rid, "failed", reason="SIGTERM (the run was interrupted)")
+    namespace(None)
+    run = Run(f"Stopped/{rid}")
+    assert (run.status, run.status_reason) == ("failed", "SIGTERM (the run was interrupted)")
+    shown = CliRunner().invoke(main, ["runs", "show", f"Stopped/{rid}"])
+    assert "Reason: SIGTERM (the run was interrupted)" in shown.output

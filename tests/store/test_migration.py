@@ -33,6 +33,7 @@ def _make_v2(md: MetadataStore) -> None:
         conn.exec_driver_sql("CREATE INDEX ix_metrics_run_name ON metrics (run_id, name)")
         conn.exec_driver_sql("ALTER TABLE runs DROP COLUMN heartbeat_at")
         conn.exec_driver_sql("ALTER TABLE runs DROP COLUMN proc_token")
+        conn.exec_driver_sql("ALTER TABLE runs DROP COLUMN status_reason")
         conn.exec_driver_sql("UPDATE meta SET value='2' WHERE key='schema_version'")
 
 
@@ -79,7 +80,7 @@ def test_schema_2_store_is_migrated_in_place(url):
         metric_cols = {c["name"]: c for c in insp.get_columns("metrics")}
         indexes = {ix["name"] for ix in insp.get_indexes("metrics")}
     assert version == str(SCHEMA_VERSION)
-    assert {"heartbeat_at", "proc_token"} <= run_cols
+    assert {"heartbeat_at", "proc_token", "status_reason"} <= run_cols
     assert metric_cols["value"]["nullable"]
     assert indexes == {"ix_metrics_run", "ix_metrics_task_row"}
     old = md.get_run("Old", rid)

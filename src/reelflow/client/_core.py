@@ -177,6 +177,11 @@ class Run:
         return self._row.get("abandoned_reason")
 
     @property
+    def status_reason(self) -> str | None:
+        """Why the run ended as it did, when known (an interruption, or why it was abandoned)."""
+        return self._row.get("status_reason")
+
+    @property
     def successful(self) -> bool:
         return self._row["status"] == "succeeded"
 

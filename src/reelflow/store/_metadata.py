@@ -229,10 +229,12 @@ class MetadataStore(RegistryTables):
         with self._write() as conn:
             conn.execute(update(s.runs).where(s.runs.c.id == self._pk(run_id)).values(heartbeat_at=time.time()))
 
-    def finish_run(self, run_id: str, status: str) -> None:
+    def finish_run(self, run_id: str, status: str, *, reason: str | None = None) -> None:
+        """Record the run's end: ``status`` and, optionally, why (shown as its ``status_reason``)."""
         with self._write() as conn:
             conn.execute(
-                update(s.runs).where(s.runs.c.id == self._pk(run_id)).values(status=status, finished_at=time.time())
+                update(s.runs).where(s.runs.c.id == self._pk(run_id))
+                .values(status=status, finished_at=time.time(), status_reason=reason)
             )
 
     def set_tags(self, run_id: str, tags: Sequence[str]) -> None:
@@ -286,12 +288,61 @@ class MetadataStore(RegistryTables):
         with self._read() as conn:
             return [self._run_dict(r) for r in conn.execute(q).mappings()]
 
+    def runs_page(
+        self,
+        *,
+        flow_name: str | None = None,
+        statuses: Sequence[str] = (),
+        user: str | None = None,
+        tags: Sequence[str] = (),
+        since: float | None = None,
+        until: float | None = None,
+        limit: int | None = 50,
+        offset: int = 0,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """One page of run rows, newest first, filtered in SQL, and how many rows match in all.
+
+        ``statuses`` are recorded statuses (``running`` includes runs that read as
+        abandoned); ``tags`` must all be among a run's user or system tags;
+        ``since``/``until`` bound ``created_at``. ``limit=None`` returns every match.
+        (Added for the web UI: LIMIT/OFFSET on the primary key keeps a page fast on
+        10,000 runs.)
+        """
+        from sqlalchemy import and_, func, or_
+
+        conds: list[Any] = []
+        if flow_name:
+            conds.append(s.runs.c.flow_name == flow_name)
+        if statuses:
+            conds.append(s.runs.c.status.in_(list(statuses)))
+        if user:
+            conds.append(s.runs.c.user == user)
+        for tag in tags:
+            pat = "%" + json.dumps(tag).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            conds.append(or_(s.runs.c.tags.like(pat, escape="\\"), s.runs.c.system_tags.like(pat, escape="\\")))
+        if since is not None:
+            conds.append(s.runs.c.created_at >= since)
+        if until is not None:
+            conds.append(s.runs.c.created_at < until)
+        where = and_(*conds) if conds else None
+        q = select(s.runs).order_by(s.runs.c.id.desc()).offset(max(0, offset))
+        cq = select(func.count()).select_from(s.runs)
+        if where is not None:
+            q, cq = q.where(where), cq.where(where)
+        if limit is not None:
+            q = q.limit(limit)
+        with self._read() as conn:
+            total = int(conn.execute(cq).scalar() or 0)
+            rows = [self._run_dict(r) for r in conn.execute(q).mappings()]
+        return rows, total
+
     def _run_dict(self, row: Any) -> dict[str, Any]:
         d = _run_dict(row)
         d["recorded_status"] = d["status"]
         d["abandoned_reason"] = abandoned_reason(d, self.stale_after)
         if d["abandoned_reason"] is not None:
             d["status"] = "abandoned"
+            d["status_reason"] = d["abandoned_reason"]
         return d
 
     def list_flows(self) -> list[str]:
@@ -405,6 +456,9 @@ class MetadataStore(RegistryTables):
                     if isinstance(p, dict) and isinstance(p.get("key"), str):
                         keys.add(p["key"])
         keys |= self.model_blob_keys()
+        from ..cards._storage import card_blob_keys  # cards keep their blobs (rows of their own table)
+
+        keys |= card_blob_keys(self)
         return keys, logs
 
 

@@ -23,7 +23,7 @@ def upgrade(conn: Connection, old_version: int) -> None:
 def _to_3(conn: Connection, old_version: int) -> None:
     insp = inspect(conn)
     have = {c["name"] for c in insp.get_columns("runs")}
-    for col in (s.runs.c.heartbeat_at, s.runs.c.proc_token):
+    for col in (s.runs.c.heartbeat_at, s.runs.c.proc_token, s.runs.c.status_reason):
         if col.name not in have:
             ddl = col.type.compile(dialect=conn.dialect)
             conn.exec_driver_sql(f"ALTER TABLE runs ADD COLUMN {col.name} {ddl}")

@@ -8,7 +8,7 @@ Version history
    and ``alias_history`` (every alias move, with time and user). Migrating from 1
    only adds tables.
 3. ``runs.heartbeat_at`` and ``runs.proc_token`` (liveness: a ``running`` run whose
-   process is gone reads as ``abandoned``); the schema holds every value the API
+   process is gone reads as ``abandoned``), ``runs.status_reason``; the schema holds every value the API
    accepts: metric ``step`` and blob ``size`` columns are 64-bit, metric names are
    text (up to :data:`~reelflow.store.METRIC_NAME_MAX` characters), and a metric
    ``value`` may be NULL, which is how SQLite stores NaN. Migrating from 2 adds the
@@ -67,6 +67,7 @@ runs = Table(
     Column("host", String(255)),
     Column("heartbeat_at", Float),  # refreshed by the runtime while the run goes on
     Column("proc_token", String(64)),  # "<boot id>:<start ticks>" of the creating process
+    Column("status_reason", Text),  # why it ended so, e.g. "SIGTERM (the run was interrupted)"
 )
 Index("ix_runs_flow", runs.c.flow_name, runs.c.id)
 
