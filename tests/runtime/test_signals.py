@@ -265,3 +265,33 @@ def test_an_interrupted_run_resumes_reusing_its_finished_tasks(write_flow, marks
     by_index = {t.index: t for t in r["work"].tasks()}
     assert by_index[0].origin_pathspec == done[0].pathspec  # reused, not run again
     assert by_index[1].origin_pathspec is None and by_index[2].origin_pathspec is None
+
+
+def test_interrupting_runner_in_a_notebook_stops_the_run_cleanly(write_flow, marks, tmp_path):
+    """A notebook's interrupt (SIGINT to the kernel only) reaches the run, which is recorded as failed."""
+    marks_dir, pids = marks
+    path = write_flow(GROUP.replace("    @TIMEOUT\n", ""))
+    driver = tmp_path / "notebook.py"
+    driver.write_text(
+        "import sys\nfrom reelflow import Runner\n"
+        "try:\n"
+        f"    Runner({str(path)!r}, show_output=False).run(max_workers=2)\n"
+        "except KeyboardInterrupt:\n"
+        "    print('interrupted in the notebook')\n"
+    )
+    env = {**os.environ, "MARKS": str(marks_dir)}
+    proc = subprocess.Popen([sys.executable, str(driver)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env, start_new_session=True)
+    pids.append(proc.pid)
+    try:
+        _wait_for(lambda: len(_children(marks_dir)) == 2, "both steps to start their children", proc)
+        proc.send_signal(signal.SIGINT)  # the kernel only, not its process group
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert "interrupted in the notebook" in out, err
+    r = Flow("Group").latest_run
+    assert r.status == "failed"  # recorded, not abandoned
+    _wait_for(lambda: all(_gone(p) for p in _children(marks_dir)), "the steps' children to be stopped", timeout=30)

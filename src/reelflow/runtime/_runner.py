@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -112,12 +113,17 @@ class Runner:
         os.close(fd)
         argv += ["--run-id-file", id_file]
         try:
-            if self.show_output:
-                returncode = subprocess.run(argv, env=env, cwd=self.cwd).returncode
-                out, err = "", ""
-            else:
-                proc = subprocess.run(argv, env=env, cwd=self.cwd, capture_output=True, text=True)
-                returncode, out, err = proc.returncode, proc.stdout, proc.stderr
+            pipe = None if self.show_output else subprocess.PIPE
+            proc = subprocess.Popen(argv, env=env, cwd=self.cwd, stdout=pipe, stderr=pipe, text=True)
+            try:
+                out, err = proc.communicate()
+            except KeyboardInterrupt:
+                # A notebook's interrupt reaches only this process: pass it on and let the
+                # run stop cleanly (recorded as failed, workers stopped) instead of killing it.
+                _stop(proc)
+                raise
+            returncode = proc.returncode
+            out, err = out or "", err or ""
             run_id = Path(id_file).read_text().strip()
         finally:
             os.unlink(id_file)
@@ -143,3 +149,14 @@ def _run_option(k: str, v: Any) -> list[str]:
     if o.kind == "multiple":
         return [x for t in ([v] if isinstance(v, str) else v) for x in (f"--{o.flag}", str(t))]
     return [f"--{o.flag}", str(v)]
+
+
+def _stop(proc: subprocess.Popen[str], grace: float = 60.0) -> None:
+    """SIGINT (what Ctrl-C in a terminal sends), then SIGKILL if the run does not stop in ``grace`` s."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+    try:
+        proc.communicate(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
