@@ -87,9 +87,13 @@ class RunLifecycle:
             return
 
         def stop(signum: int, frame: Any) -> None:
-            if self.interrupted is None:
+            # The first signal only sets the flag: the loop stops the workers and records the
+            # run within a fraction of a second. An in-process step, or a second signal while
+            # that takes too long, is stopped where it is.
+            again = self.interrupted is not None
+            if not again:
                 self.interrupted = signum
-            if self._in_step:  # an in-process step: stop it where it is
+            if self._in_step or again:
                 raise KeyboardInterrupt
 
         previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
