@@ -237,3 +237,20 @@ def test_a_running_run_sends_heartbeats(load_flow, monkeypatch, inprocess):
     r = run(cls, inprocess=inprocess)
     assert len(beats) >= 3 and set(beats) == {r.id}  # also while the one step runs
     assert r._row["heartbeat_at"] > r._row["created_at"]
+
+
+def test_a_planted_result_link_is_never_unpickled(tmp_path):
+    import pickle
+
+    from reelflow.runtime._task import TaskResult
+    from reelflow.runtime._worker import Worker
+
+    planted = tmp_path / "planted.pickle"
+    planted.write_bytes(pickle.dumps(TaskResult("succeeded")))
+    link = tmp_path / "run-1-1-0.result"
+    link.symlink_to(planted)
+    w = Worker(spec=None, pid=0, fds={}, result_path=link, started_at=0.0)  # type: ignore[arg-type]
+    assert w.read_result() is None
+    genuine = tmp_path / "run-1-2-0.result"
+    genuine.write_bytes(pickle.dumps(TaskResult("succeeded")))
+    assert Worker(spec=None, pid=0, fds={}, result_path=genuine, started_at=0.0).read_result().status == "succeeded"

@@ -52,8 +52,14 @@ class Worker:
 
     def read_result(self) -> TaskResult | None:
         try:
-            with open(self.result_path, "rb") as f:
-                return pickle.load(f)  # written by our own worker, never by a user
+            # The run's private directory (0700, checked when made) holds only what our own
+            # workers wrote; a link or another user's file there is refused, never unpickled.
+            fd = os.open(self.result_path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+            with open(fd, "rb") as f:
+                st = os.fstat(f.fileno())
+                if hasattr(os, "getuid") and st.st_uid != os.getuid():
+                    return None
+                return pickle.load(f)  # noqa: S301 - written by this run's worker
         except (OSError, EOFError, pickle.UnpicklingError):
             return None
         finally:
