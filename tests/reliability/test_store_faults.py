@@ -60,6 +60,28 @@ def test_threads_decoding_one_shared_blob_never_report_corruption():
         list(pool.map(work, range(8)))
 
 
+def test_threads_saving_and_loading_through_one_store(reelflow_home):
+    from reelflow.store import get_store
+
+    store = get_store()
+    shared = np.arange(300_000, dtype=np.float64)  # every thread writes this same blob at once
+
+    def work(i: int) -> int:
+        n = 0
+        for r in range(10):
+            for value in (shared, np.full(50_000, i * 100 + r, dtype=np.int64), f"text {i} {r}" * 300):
+                ref = store.save(value)
+                back = store.load(ref.key)
+                assert np.array_equal(back, value) if isinstance(value, np.ndarray) else back == value
+                n += 1
+        return n
+
+    with ThreadPoolExecutor(8) as pool:
+        total = sum(pool.map(work, range(8)))
+    assert total == 8 * 10 * 3
+    assert not list((reelflow_home / "blobs").rglob(".tmp-*"))
+
+
 # -- damaged blobs: detected on read, quarantined, healed by the next put ------------------
 
 
