@@ -144,7 +144,7 @@ def get_store(config: Config | None = None, *, create: bool = True) -> Store:
             st = _stores.get(k)
             if st is None:
                 st = _stores[k] = Store(config)
-    if not create and st._metadata is None and not st.exists():
+    if not create and not st.exists():
         raise st.missing()
     return st
 
