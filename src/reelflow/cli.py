@@ -349,5 +349,72 @@ def gc(grace: float, dry_run: bool) -> None:
     click.echo(f"{report.summary()} ({store.describe()})")
 
 
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind (non-loopback needs a token).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
+@click.option("--token", default=None,
+              help="Require this token on every page (log in once in the browser). Prefer the environment "
+                   "variable REELFLOW_UI_TOKEN: a command line is visible to other users of the machine.")
+@_guard
+def ui(host: str, port: int, token: str | None) -> None:
+    """The web UI: runs, graphs, logs, metrics, cards and models (http://127.0.0.1:8080/)."""
+    from .errors import ParameterError
+    from .ui import serve_ui
+
+    if token:
+        click.echo("warning: --token is visible to other users of this machine (ps, /proc/PID/cmdline); "
+                   "set REELFLOW_UI_TOKEN in the environment instead", err=True)
+    try:
+        serve_ui(host=host, port=port, token=token)
+    except ParameterError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+@main.group()
+def card() -> None:
+    """Cards of tasks: list them, or write one as a self-contained HTML file."""
+
+
+@card.command("get")
+@click.argument("pathspec")
+@click.argument("out", type=click.Path(dir_okay=False, writable=True))
+@click.option("--id", "card_id", default=None, help="Which card of the task (default: its first).")
+@click.option("--attempt", type=int, default=None, help="Which attempt (default: the latest with cards).")
+@_guard
+def card_get(pathspec: str, out: str, card_id: str | None, attempt: int | None) -> None:
+    """Write the card of task FLOW/RUN_ID/STEP/TASK_ID to OUT (one HTML file that opens offline)."""
+    from .cards import get_cards
+    from .errors import NotFoundError
+
+    found = get_cards(pathspec, attempt=attempt)
+    if not found:
+        raise NotFoundError(f"task {pathspec} has no card; decorate its step with @card or use current.card")
+    if card_id is not None:
+        pick = [c for c in found if c.id == card_id]
+        if not pick:
+            raise NotFoundError(f"task {pathspec} has no card {card_id!r}; its cards are "
+                                f"{', '.join(c.id for c in found)}")
+        found = pick
+    html = found[0].html()
+    Path(out).write_text(html, encoding="utf-8")
+    click.echo(f"wrote card {found[0].id!r} of {pathspec} (attempt {found[0].attempt}) to {out} "
+               f"({_fmt_size(len(html.encode()))})")
+
+
+@card.command("list")
+@click.argument("pathspec")
+@_guard
+def card_list(pathspec: str) -> None:
+    """The cards of task FLOW/RUN_ID/STEP/TASK_ID."""
+    from .cards import get_cards
+
+    found = get_cards(pathspec)
+    if not found:
+        click.echo(f"task {pathspec} has no card")
+    for c in found:
+        click.echo(f"{c.id:<20} {c.type:<8} attempt {c.attempt}  {'final' if c.final else 'live'}  "
+                   f"{_fmt_time(c.updated_at)}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ._artifacts import Inputs, InputView
 from ._current import Current, current
-from ._decorators import StepDecorator, catch, environment, resources, retry, step, timeout
+from ._decorators import StepDecorator, card, catch, environment, resources, retry, step, timeout
 from ._graph import FlowGraph, StepNode
 from ._parameters import IncludeFile, JSONType, Parameter, ParameterContext
 from ._spec import FlowSpec
@@ -23,6 +23,7 @@ __all__ = [
     "timeout",
     "resources",
     "environment",
+    "card",
     "StepDecorator",
     "FlowGraph",
     "StepNode",

@@ -8,9 +8,12 @@ import operator
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ReelflowError
+
+if TYPE_CHECKING:
+    from ..cards import CardCollector
 
 __all__ = ["current", "Current", "MAX_METRIC_NAME"]
 
@@ -88,6 +91,15 @@ class Current:
     def pathspec(self) -> str | None:
         i = self._info
         return None if i is None else f"{i.flow_name}/{i.run_id}/{i.step_name}/{i.task_id}"
+
+    @property
+    def card(self) -> CardCollector:
+        """The task's card: ``current.card.append(Markdown(...))``, ``current.card.refresh()``;
+        ``current.card["id"]`` is another card of the task (see :mod:`reelflow.cards`)."""
+        cards = self._info.extra.get("cards") if self._info is not None else None
+        if cards is None:
+            raise ReelflowError("current.card works inside a running step; decorate the step with @card")
+        return cards.main  # type: ignore[no-any-return]
 
     # -- tracking ---------------------------------------------------------------------
     def log_metric(self, name: str, value: float, step: int | None = None) -> None:

@@ -20,6 +20,7 @@ __all__ = [
     "timeout",
     "resources",
     "environment",
+    "card",
     "parse_with_spec",
     "get_decorators",
     "is_step",
@@ -130,8 +131,23 @@ class _Environment(StepDecorator):
         self.attributes["vars"] = {k: str(x) for k, x in v.items()}
 
 
+class _Card(StepDecorator):
+    name = "card"
+    defaults: dict[str, Any] = {"type": "default", "id": None, "title": None}
+
+    def validate(self) -> None:
+        if self.attributes["type"] not in ("default", "blank"):
+            raise FlowDefinitionError(
+                f"@card(type={self.attributes['type']!r}): type is 'default' (the step's artifacts, then what "
+                "current.card.append adds) or 'blank' (only what current.card.append adds)"
+            )
+        cid = self.attributes["id"]
+        if cid is not None and (not isinstance(cid, str) or not cid or len(cid) > 200):
+            raise FlowDefinitionError(f"@card(id={cid!r}): id must be a non-empty string of at most 200 characters")
+
+
 DECORATORS: dict[str, type[StepDecorator]] = {
-    c.name: c for c in (_Retry, _Catch, _Timeout, _Resources, _Environment)
+    c.name: c for c in (_Retry, _Catch, _Timeout, _Resources, _Environment, _Card)
 }
 
 
@@ -163,6 +179,7 @@ catch = _make(_Catch)
 timeout = _make(_Timeout)
 resources = _make(_Resources)
 environment = _make(_Environment)
+card = _make(_Card)  # reelflow.cards: a report per task, shown in the UI
 
 
 def _parse_value(text: str) -> Any:

@@ -111,6 +111,11 @@ def execute_task(flow_cls: type[FlowSpec], spec: TaskSpec, store: Store) -> Task
         inputs=inputs,
     )
     flow.__dict__["_state"] = state
+    from ..cards._collector import TaskCards  # light: nothing touches the database until a card is saved
+
+    cards = TaskCards(store, flow_name=spec.flow_name, run_id=spec.run_id, step_name=spec.step_name,
+                      task_id=spec.task_id, attempt=spec.attempt, decorator=node.decorators.get("card"))
+    outcome = "failed"
     current._bind(
         _TaskInfo(
             flow_name=spec.flow_name,
@@ -121,6 +126,7 @@ def execute_task(flow_cls: type[FlowSpec], spec: TaskSpec, store: Store) -> Task
             origin_run_id=spec.origin_run_id,
             username=spec.user,
             tags=spec.tags,
+            extra={"cards": cards},
         )
     )
     env = node.decorators.get("environment")
@@ -150,12 +156,15 @@ def execute_task(flow_cls: type[FlowSpec], spec: TaskSpec, store: Store) -> Task
                     f"self.next({', '.join('self.' + s for s in node.out_funcs)})"
                 )
         refs = _persist(flow, state, store, spec.step_name)
+        outcome = "succeeded"
         return TaskResult("succeeded", artifacts=refs, transition=state.transition or {}, metrics=current._take_metrics())
     except BaseException as exc:  # noqa: BLE001 - reported to the scheduler, which decides
         # The user's frames only: drop execute_task's own.
         tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__.tb_next if exc.__traceback__ else None))
         return TaskResult("failed", exception=f"{type(exc).__name__}: {exc}", traceback=tb, metrics=current._take_metrics())
     finally:
+        if cards._cards:  # only a task that made a card pays for storing it
+            cards.finish({k: v for k, v in flow.__dict__.items() if not k.startswith("_")}, spec.base_refs, outcome)
         current._bind(None)
         for k, old in saved_env.items():
             if old is None:
