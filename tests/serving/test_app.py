@@ -37,8 +37,11 @@ def test_work_per_request_is_limited_with_a_422_naming_the_limit(registered):
 
 
 def test_a_full_scoring_queue_answers_503_with_retry_after(registered):
-    r = client(max_pending=0).post(URL, json={"user_id": 1})
+    r = client(max_pending=0, inline_cells=0).post(URL, json={"user_id": 1})
     assert r.status_code == 503 and r.headers["retry-after"] == "1" and "busy" in r.text
+    c = client(max_pending=0)
+    assert c.post(URL, json={"user_id": 1}).status_code == 200  # tiny: answered on the loop, no queue
+    assert c.post(URL, json={"user_ids": list(range(300))}).status_code == 503  # 300 x 200 items: a thread's work
 
 
 def test_body_limit_applies_before_parsing(registered):
