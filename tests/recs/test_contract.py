@@ -9,12 +9,13 @@ import scipy.sparse as sp
 
 from reelflow.errors import CorruptArtifactError, CorruptModelFileError, ModelFileError, NotFittedError
 from reelflow.estimator import clone
-from reelflow.recs import ALS, BPR, EASE, Interactions, ItemKNN, MostPopular, RecommenderBase
+from reelflow.recs import ALS, BPR, EASE, HybridEASE, Interactions, ItemKNN, MostPopular, RecommenderBase
 
 MODELS = [
     MostPopular(),
     ItemKNN(k=20, shrink=0.0),
     EASE(l2=10.0),
+    HybridEASE(l2=10.0, feature_weight=5.0),
     ALS(factors=4, iterations=15, regularization=0.1, alpha=1.0, random_state=0, num_threads=1),
     BPR(factors=8, iterations=200, learning_rate=0.05, random_state=0, num_threads=1),
 ]

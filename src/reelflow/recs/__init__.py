@@ -13,12 +13,13 @@ require("recs", "reelflow.recs")
 from . import datasets
 from ._base import RecommenderBase
 from ._ease import EASE
+from ._hybrid import ContentKNN, GenrePopular, HybridEASE
 from ._evaluate import METRICS, TuneResult, evaluate, metric_value, tune
 from ._implicit import ALS, BPR
 from ._interactions import Interactions
 from ._knn import ItemKNN
 from ._popular import MostPopular
-from ._splits import leave_last_out, random_split, temporal_split, user_split
+from ._splits import leave_last_out, new_items_split, random_split, temporal_split, user_split
 
 __all__ = [
     "Interactions",
@@ -28,6 +29,9 @@ __all__ = [
     "EASE",
     "ALS",
     "BPR",
+    "HybridEASE",
+    "ContentKNN",
+    "GenrePopular",
     "evaluate",
     "tune",
     "TuneResult",
@@ -37,5 +41,6 @@ __all__ = [
     "temporal_split",
     "random_split",
     "user_split",
+    "new_items_split",
     "datasets",
 ]

@@ -6,12 +6,30 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.linalg import lapack
 
-from .._progress import note, progress
+from .._progress import Progress, note, progress
 from ._base import RecommenderBase
 
-__all__ = ["EASE"]
+__all__ = ["EASE", "ease_weights"]
 
 _NOTE_ABOVE_ITEMS = 2000  # below this EASE fits in well under a second
+
+
+def ease_weights(G: np.ndarray, l2: float, bar: Progress) -> np.ndarray:
+    """EASE's item-item weights from a Gram matrix (overwritten): ``B = -P / diag(P)``, ``diag(B) = 0``."""
+    G[np.diag_indices_from(G)] += np.float32(l2)
+    bar.update(stage="Gram matrix built")
+    c, info = lapack.spotrf(G, lower=False, overwrite_a=True, clean=False)
+    if info != 0:
+        raise ValueError(f"EASE: the Gram matrix is not positive definite (LAPACK info={info}); raise l2")
+    bar.update(stage="Cholesky factor")
+    P, info = lapack.spotri(c, lower=False, overwrite_c=True)
+    if info != 0:
+        raise ValueError(f"EASE: inverting the Gram matrix failed (LAPACK info={info}); raise l2")
+    P = np.triu(P) + np.triu(P, 1).T  # potri fills the upper triangle only
+    B = P / (-np.diag(P))
+    B[np.diag_indices_from(B)] = 0.0
+    bar.update(stage="inverse")
+    return B.astype(np.float32, copy=False)
 
 
 class EASE(RecommenderBase):
@@ -52,22 +70,13 @@ class EASE(RecommenderBase):
                 f"EASE fit: inverting a {n:,} x {n:,} item matrix, O(items³) time and {2 * 4 * n * n / 1e6:,.0f} MB; "
                 "to fit faster, drop rare items first: data.filter(min_item_interactions=...)"
             )
-        with progress(3, f"EASE fit ({n:,} items, O(items³))", unit="stage") as bar:
+        with progress(3, f"{type(self).__name__} fit ({n:,} items, O(items³))", unit="stage") as bar:
             G = np.asarray((X.T @ X).todense(), dtype=np.float32)
-            G[np.diag_indices_from(G)] += np.float32(self.l2)
-            bar.update(stage="Gram matrix built")
-            c, info = lapack.spotrf(G, lower=False, overwrite_a=True, clean=False)
-            if info != 0:
-                raise ValueError(f"EASE: the Gram matrix is not positive definite (LAPACK info={info}); raise l2")
-            bar.update(stage="Cholesky factor")
-            P, info = lapack.spotri(c, lower=False, overwrite_c=True)
-            if info != 0:
-                raise ValueError(f"EASE: inverting the Gram matrix failed (LAPACK info={info}); raise l2")
-            P = np.triu(P) + np.triu(P, 1).T  # potri fills the upper triangle only
-            B = P / (-np.diag(P))
-            B[np.diag_indices_from(B)] = 0.0
-            self.weights_ = B.astype(np.float32, copy=False)
-            bar.update(stage="inverse")
+            self.weights_ = ease_weights(self._gram(G), float(self.l2), bar)
+
+    def _gram(self, G: np.ndarray) -> np.ndarray:
+        """The item-item Gram matrix the closed form inverts (subclasses add side information)."""
+        return G
 
     def _score(self, users: np.ndarray) -> np.ndarray:
         return np.asarray(self.user_items_[users] @ self.weights_, dtype=np.float32)

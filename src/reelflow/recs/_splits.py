@@ -9,7 +9,7 @@ import numpy as np
 
 from ._interactions import Interactions
 
-__all__ = ["leave_last_out", "temporal_split", "random_split", "user_split"]
+__all__ = ["leave_last_out", "temporal_split", "random_split", "user_split", "new_items_split"]
 
 Split = tuple[Interactions, Interactions] | tuple[Interactions, Interactions, Interactions]
 
@@ -131,3 +131,56 @@ def user_split(
     if valid_users is None:
         return train, data.subset(test_mask)
     return train, data.subset(valid_mask), data.subset(test_mask)
+
+
+_HISTORY = ("all", "before_cutoff")
+
+
+def new_items_split(
+    data: Interactions,
+    new_fraction: float = 0.1,
+    *,
+    cutoff: int | None = None,
+    history: str = "all",
+    valid_fraction: float | None = None,
+) -> Split:
+    """New titles (item cold start): items first watched at or after a cut-off are the test catalogue.
+
+    An item is *new* when its first interaction is at or after ``cutoff`` (a
+    timestamp), by default the time after which the latest ``new_fraction`` of the
+    items first appeared. The test part holds every interaction with a new item;
+    the training part never contains one, so a model meets the new titles only
+    through their metadata (``item_meta``). Evaluate on the new titles alone with::
+
+        train, test = new_items_split(data, 0.1)
+        evaluate(model.fit(train), train, test, items=test.active_items(), cold_users="skip")
+
+    ``history`` says which interactions with the other items train on: ``"all"``
+    (the default; the usual item cold-start protocol, so users who watched a new
+    title have their history) or ``"before_cutoff"`` (nothing from after the
+    cut-off). ``valid_fraction`` carves a validation part from the training side
+    the same way (its new items are the latest-appearing of the training items).
+    All parts share ``data``'s id maps.
+    """
+    ts = _need_timestamps(data, "new_items_split")
+    _check_fraction("new_fraction", new_fraction)
+    _check_fraction("valid_fraction", valid_fraction)
+    if history not in _HISTORY:
+        raise ValueError(f"history={history!r}; choose one of {', '.join(_HISTORY)}")
+    first = np.full(data.n_items, np.iinfo(np.int64).max)
+    np.minimum.at(first, data.items, ts)
+    present = first < np.iinfo(np.int64).max
+    if cutoff is None:
+        t = int(np.quantile(first[present], 1.0 - new_fraction, method="higher"))
+    else:
+        t = int(cutoff)
+    new = present & (first >= t)
+    if not new.any() or new[present].all():
+        raise ValueError(f"cut-off {t} makes no item new, or every item new; choose another cut-off or new_fraction")
+    on_new = new[data.items]
+    keep = ~on_new if history == "all" else ~on_new & (ts < t)
+    train, test = data.subset(keep), data.subset(on_new)
+    if valid_fraction is None:
+        return train, test
+    inner = new_items_split(train, valid_fraction, history=history)
+    return inner[0], inner[1], test

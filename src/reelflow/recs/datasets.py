@@ -32,8 +32,25 @@ def _movies(path: Path, sep: str = ",", encoding: str = "utf-8", names: list[str
     return m.set_index("item_id")[[c for c in ("title", "genres") if c in m.columns]]
 
 
+def _tags(path: Path, before: int | None) -> pd.Series | None:
+    """Each movie's tags (lower case, ``|``-joined, most used first) from a MovieLens tags.csv."""
+    if not path.exists():
+        return None
+    t = pd.read_csv(path).rename(columns={"movieId": "item_id"})
+    if before is not None:
+        t = t[t["timestamp"] < before]
+    tag = t["tag"].astype(str).str.strip().str.lower().str.replace("|", " ", regex=False)
+    counts = pd.DataFrame({"item_id": t["item_id"], "tag": tag}).value_counts()
+    return counts.reset_index().groupby("item_id", sort=True)["tag"].agg("|".join).rename("tags")
+
+
 def read_movielens(
-    path: str | os.PathLike[str], *, min_rating: float | None = None, binary: bool = True
+    path: str | os.PathLike[str],
+    *,
+    min_rating: float | None = None,
+    binary: bool = True,
+    tags: bool = False,
+    tags_before: int | None = None,
 ) -> Interactions:
     """Read a MovieLens release folder or ratings file.
 
@@ -41,7 +58,9 @@ def read_movielens(
     ``ratings.dat`` (ml-1m, ml-10m; ``::``-separated) and ``u.data`` (ml-100k;
     tab-separated). Every rating is an implicit interaction of weight 1 when
     ``binary`` (the default); otherwise the rating is the weight. ``min_rating``
-    keeps only ratings at or above it. Titles and genres come along when the movies file is present.
+    keeps only ratings at or above it. Titles and genres come along when the movies file is present;
+    with ``tags=True`` a ``tags`` column too (from ``tags.csv``; ``tags_before`` keeps only tags
+    applied before that timestamp, so an evaluation after it does not see them).
     """
     p = Path(path)
     folder = p if p.is_dir() else p.parent
@@ -76,16 +95,26 @@ def read_movielens(
         raise ValueError(f"{p} is not a MovieLens ratings file: no column {missing[0]!r}")
     if min_rating is not None:
         df = df[df["rating"] >= min_rating]
+    if tags:
+        found = _tags(folder / "tags.csv", tags_before)
+        if found is None:
+            raise FileNotFoundError(f"{folder}: tags=True needs a tags.csv beside the ratings")
+        meta = (pd.DataFrame(index=pd.Index([], name="item_id")) if meta is None else meta).join(found, how="left")
     return Interactions.from_frame(df, timestamp="timestamp", weight=None if binary else "rating", item_meta=meta)
 
 
-def movielens_small(*, min_rating: float | None = None, binary: bool = True) -> Interactions:
+def movielens_small(
+    *, min_rating: float | None = None, binary: bool = True, tags: bool = False, tags_before: int | None = None
+) -> Interactions:
     """MovieLens ml-latest-small (100,836 ratings by 610 users on 9,724 movies), bundled.
 
     Every rating is an implicit interaction (weight 1) unless ``binary=False``
-    (weight = rating); ``min_rating`` keeps only ratings at or above it.
+    (weight = rating); ``min_rating`` keeps only ratings at or above it. The item
+    metadata has ``title`` and ``genres``, and ``tags`` with ``tags=True`` (see
+    :func:`read_movielens`).
     """
-    return read_movielens(MOVIELENS_SMALL_DIR / "ratings.csv", min_rating=min_rating, binary=binary)
+    return read_movielens(MOVIELENS_SMALL_DIR / "ratings.csv", min_rating=min_rating, binary=binary, tags=tags,
+                          tags_before=tags_before)
 
 
 def read_recbole(path: str | os.PathLike[str]) -> Interactions:
