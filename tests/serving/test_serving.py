@@ -337,10 +337,12 @@ def serve_cmd(*args, env=None):
                           timeout=300, env={**os.environ, **(env or {})}, start_new_session=True)
 
 
-def test_startup_errors_exit_non_zero():
-    p = serve_cmd("nothing@champion", "--port", str(free_port()))
-    assert p.returncode == 1 and "nothing" in p.stderr and "Traceback" not in p.stderr
+def test_startup_errors_exit_non_zero(reelflow_home):
+    p = serve_cmd("nothing@champion", "--port", str(free_port()))  # no store at all
+    assert p.returncode == 1 and str(reelflow_home) in p.stderr and "Traceback" not in p.stderr
     models.register("recs", small_model(0))
+    p = serve_cmd("nothing@champion", "--port", str(free_port()))
+    assert p.returncode == 1 and "'nothing'" in p.stderr and "Traceback" not in p.stderr
     p = serve_cmd("recs@champion", "--port", str(free_port()))
     assert p.returncode == 1 and "set one with" in p.stderr
     p = serve_cmd("recs/1", "--host", "0.0.0.0", "--port", str(free_port()))
