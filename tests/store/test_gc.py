@@ -121,3 +121,21 @@ def test_a_put_of_an_existing_value_restarts_its_grace_period(littered):
     store.save({"left": "by a killed run"})  # a new run produces the orphan's value again
     CliRunner().invoke(main, ["gc"])
     assert _blob(littered["orphan"]).exists()
+
+
+def test_starting_a_run_sweeps_old_partial_writes_at_most_hourly(load_flow, reelflow_home):
+    cls = load_flow(SRC)
+    LocalRuntime(cls, quiet=True).run({})
+    stale = reelflow_home / "blobs" / "ab" / ".tmp-killed-writer"
+    live = reelflow_home / "blobs" / "ab" / ".tmp-live-writer"
+    stale.parent.mkdir(exist_ok=True)
+    stale.write_bytes(b"x" * 100)
+    live.write_bytes(b"y" * 100)
+    _age(stale, 2)
+    _age(reelflow_home / "blobs" / ".swept", 2)  # the last sweep was long ago
+    LocalRuntime(cls, quiet=True).run({})
+    assert not stale.exists() and live.exists()  # a write in progress is never touched
+    stale.write_bytes(b"x")
+    _age(stale, 2)
+    LocalRuntime(cls, quiet=True).run({})
+    assert stale.exists()  # swept less than an hour ago: no scan on every run

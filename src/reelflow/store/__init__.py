@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import Config, load_config
 from ..errors import CorruptArtifactError, NotFoundError
-from ._blobs import BlobStore, FsspecBlobStore, LocalBlobStore, open_blob_store
+from ._blobs import SWEEP_GRACE, BlobStore, FsspecBlobStore, LocalBlobStore, open_blob_store
 from ._serialize import decode, encode
 from ._types import METRIC_NAME_MAX, METRIC_STEP_MAX, METRIC_STEP_MIN, ArtifactRef, TaskRecord
 
@@ -75,9 +75,13 @@ class Store:
 
         The runtime calls this before it records a run, so a store that cannot be used
         (read-only, unreachable, no credentials) is one clear error and not a failed task.
+        At most once an hour it also removes partial blob files (``.tmp-*``) that
+        killed writers left more than an hour ago (``reelflow gc`` does the rest).
         """
         self.blobs.check()
         self.metadata.engine
+        if isinstance(self.blobs, LocalBlobStore):
+            self.blobs.sweep_partial_writes(older_than=SWEEP_GRACE, every=SWEEP_GRACE)
 
     def exists(self) -> bool:
         """Whether a store (its metadata database) is already there; creates nothing."""

@@ -28,6 +28,8 @@ __all__ = ["BlobStore", "LocalBlobStore", "FsspecBlobStore", "open_blob_store", 
 
 Chunk = bytes | bytearray | memoryview
 QUARANTINE = "quarantine"
+SWEEP_GRACE = 3600.0  # a partial write this old has no live writer: writes take seconds
+_SWEPT = ".swept"  # its mtime is when partial writes were last swept
 _CMP_WINDOW = 1 << 22
 
 
@@ -223,6 +225,32 @@ class LocalBlobStore:
             return os.stat(path).st_mtime
         except OSError:
             return None
+
+    def sweep_partial_writes(self, *, older_than: float = SWEEP_GRACE, every: float = 0.0) -> int:
+        """Remove ``.tmp-*`` files older than ``older_than`` seconds (what killed writers left);
+        skip the scan when the last one was less than ``every`` seconds ago. Return how many went."""
+        marker = self.root / _SWEPT
+        now = time.time()
+        try:
+            if every and now - marker.stat().st_mtime < every:
+                return 0
+            marker.touch()
+        except FileNotFoundError:
+            try:
+                marker.touch()
+            except OSError:
+                return 0
+        except OSError:
+            return 0  # read-only: nothing to sweep that we could remove
+        removed = 0
+        for f in self.files():
+            if f.kind == "tmp" and f.mtime < now - older_than:
+                try:
+                    os.unlink(f.path)
+                    removed += 1
+                except OSError:
+                    pass
+        return removed
 
 
 def _same_file(path: Path, chunks: Sequence[Chunk]) -> bool:
