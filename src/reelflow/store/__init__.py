@@ -6,6 +6,14 @@ Layout of the default local store (``REELFLOW_HOME``, default ``./.reelflow``)::
       metadata.db          SQLite (WAL): runs, tasks, artifacts; see _schema.py
       blobs/ab/abcdef...   one file per distinct artifact value or log, named by
                            its xxh3-128 content key; see _serialize.py
+      blobs/quarantine/    blobs a read found corrupt, moved aside so the next
+                           put rewrites them; see _blobs.py
+      blobs/.swept         when partial writes (``.tmp-*``) were last swept
+
+Readers (the client, ``runs``/``models`` commands, ``serve``) open the store with
+``get_store(create=False)``: a missing store is a :class:`~reelflow.errors.NotFoundError`
+naming where it looked, never an empty store created as a side effect.
+``reelflow gc`` removes what crashed writers and deleted runs left (see _gc.py).
 """
 
 from __future__ import annotations
