@@ -295,3 +295,22 @@ def test_interrupting_runner_in_a_notebook_stops_the_run_cleanly(write_flow, mar
     r = Flow("Group").latest_run
     assert r.status == "failed"  # recorded, not abandoned
     _wait_for(lambda: all(_gone(p) for p in _children(marks_dir)), "the steps' children to be stopped", timeout=30)
+
+
+def test_sigkill_of_the_runner_stops_the_steps_children(write_flow, marks):
+    """Even a runner killed outright (OOM killer, kill -9) leaves no step's process behind."""
+    marks_dir, pids = marks
+    path = write_flow(GROUP.replace("    @TIMEOUT\n", ""))
+    proc = _start(path, marks_dir)
+    pids.append(proc.pid)
+    try:
+        _wait_for(lambda: len(_children(marks_dir)) == 2, "both steps to start their children", proc)
+        proc.kill()
+        proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    _wait_for(lambda: all(_gone(p) for p in _children(marks_dir)), "the steps' children to be stopped", timeout=30)
+    namespace(None)
+    assert Flow("Group").latest_run.status == "abandoned"

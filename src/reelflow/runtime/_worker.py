@@ -81,9 +81,9 @@ def _load_libc() -> None:
             _libc = False
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(sig: int = signal.SIGKILL) -> None:
     if _libc:
-        _libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: no orphans if the scheduler is killed
+        _libc.prctl(1, sig)  # PR_SET_PDEATHSIG: no orphans if the scheduler is killed
 
 
 def set_group(pid: int) -> None:

@@ -45,12 +45,13 @@ class Zygote:
         parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         sys.stdout.flush()
         sys.stderr.flush()
+        scheduler = os.getpid()
         pid = os.fork()
         if pid == 0:  # the zygote
             parent_sock.close()
             code = 0
             try:
-                _zygote_main(flow_cls, child_sock)
+                _zygote_main(flow_cls, child_sock, scheduler)
             except BaseException:  # noqa: BLE001 - reported by the scheduler as a failed start
                 code = 1
             finally:
@@ -110,11 +111,30 @@ class Zygote:
                 pass
 
 
-def _zygote_main(flow_cls: Any, sock: socket.socket) -> None:
+def _zygote_main(flow_cls: Any, sock: socket.socket, scheduler: int) -> None:
     from ..store import get_store
     from ._worker import _child_main, _die_with_parent, set_group
 
-    _die_with_parent()
+    # When the scheduler dies (even by SIGKILL) its end of the socket closes and the kernel
+    # sends SIGHUP here: stop the process group of every worker still running, so what its
+    # step started goes too, then exit. (A scheduler that ends normally has no workers left.)
+    children: set[int] = set()
+
+    def stop_children() -> None:
+        for child in children:
+            try:
+                os.killpg(child, signal.SIGKILL)
+            except OSError:
+                pass
+
+    def parent_gone(*_: Any) -> None:
+        stop_children()
+        os._exit(0)
+
+    signal.signal(signal.SIGHUP, parent_gone)
+    _die_with_parent(signal.SIGHUP)
+    if os.getppid() != scheduler:  # the scheduler died before the line above
+        parent_gone()
     # Ctrl-C and SIGTERM to the process group are the scheduler's to handle (it stops the
     # workers, then closes this server); workers restore the default handlers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -130,7 +150,6 @@ def _zygote_main(flow_cls: Any, sock: socket.socket) -> None:
     sel = selectors.DefaultSelector()
     sel.register(sock, selectors.EVENT_READ, "task")
     sel.register(wake_r, selectors.EVENT_READ, "child")
-    children: set[int] = set()
     while True:
         events = {key.data for key, _ in sel.select(1.0 if children else None)}
         if "child" in events:
@@ -144,7 +163,8 @@ def _zygote_main(flow_cls: Any, sock: socket.socket) -> None:
                 msg, fds, _flags, _addr = socket.recv_fds(sock, 4096, 2)
             except ConnectionResetError:
                 msg, fds = b"", []
-            if not msg:  # the scheduler closed: done
+            if not msg:  # the scheduler closed (or died): done
+                stop_children()
                 return
             spec_path, result_path = os.fsdecode(msg).split("\0")
             with open(spec_path, "rb") as f:
@@ -156,6 +176,7 @@ def _zygote_main(flow_cls: Any, sock: socket.socket) -> None:
                 sock.close()
                 signal.set_wakeup_fd(-1)
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                signal.signal(signal.SIGHUP, signal.SIG_DFL)
                 os.close(wake_r)
                 os.close(wake_w)
                 _child_main(flow_cls, spec, store, Path(result_path), out_w, err_w)
