@@ -8,6 +8,7 @@ at once with its output; otherwise the deadline is generous (loaded CI machines)
 
 from __future__ import annotations
 
+import atexit
 import os
 import signal
 import socket
@@ -21,6 +22,18 @@ import numpy as np
 import pandas as pd
 
 READY_DEADLINE = 180.0  # seconds; a loaded 2-core machine can take long to import and load
+
+_live: set[int] = set()  # process groups of servers not yet stopped
+
+
+@atexit.register
+def _kill_leftovers() -> None:
+    """Last resort (an interrupted session that skipped fixture teardown)."""
+    for pgid in list(_live):
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def small_model(seed: int = 0, cls: type | None = None, n_items: int = 200, n_users: int = 50):
@@ -55,6 +68,7 @@ class ServerProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "reelflow.cli", "serve", spec, "--port", str(self.port), *extra],
             stdout=self._log, stderr=subprocess.STDOUT, env=full_env, start_new_session=True)
+        _live.add(self.proc.pid)
         try:
             self._wait_ready()
         except BaseException:
@@ -100,6 +114,7 @@ class ServerProcess:
             except (ProcessLookupError, PermissionError):
                 pass
             self.proc.wait(30)
+            _live.discard(self.proc.pid)
         finally:
             self._log.close()
 
