@@ -5,7 +5,8 @@ Each round starts a small foreach flow in a subprocess, waits until a seeded ran
 number of its tasks have started, then sends SIGKILL or SIGTERM to the runner or to
 one of its workers. After each kill: every recorded task's artifacts load, no run
 reads as ``running`` while its process is dead, ``resume`` finishes the run with the
-right answer, nothing the run started is alive, and ``REELFLOW_HOME/tmp`` is empty.
+right answer, nothing the run started is alive (including a process each step starts),
+and ``REELFLOW_HOME/tmp`` is empty.
 Bounded: six rounds, loopback only, every process ended whatever happens.
 """
 
@@ -26,7 +27,7 @@ from reelflow import Flow, namespace
 from helpers import run_py
 
 FLOW = """
-import os, time
+import os, subprocess, time
 from reelflow import FlowSpec, step
 
 class Faulty(FlowSpec):
@@ -38,8 +39,13 @@ class Faulty(FlowSpec):
     @step
     def work(self):
         marks = os.environ["MARKS"]
+        child = subprocess.Popen(["sleep", "300"])  # a process the step starts
+        with open(os.path.join(os.environ["CHILDREN"], str(child.pid)), "w"):
+            pass
         open(os.path.join(marks, f"work-{self.input}-{os.getpid()}"), "w").close()
         time.sleep(0.2)
+        child.kill()  # a step that finishes ends what it started; a killed one cannot
+        child.wait()
         self.y = self.input * 3
         self.next(self.join)
 
@@ -109,7 +115,9 @@ def test_runs_killed_at_random_points_resume_cleanly(write_flow, tmp_path, reelf
     for round_no in range(ROUNDS):
         marks = tmp_path / f"marks-{round_no}"
         marks.mkdir()
-        env = {**os.environ, "MARKS": str(marks)}
+        children = tmp_path / f"children-{round_no}"
+        children.mkdir()
+        env = {**os.environ, "MARKS": str(marks), "CHILDREN": str(children)}
         target = "runner" if round_no % 2 == 0 else "worker"
         sig = signal.SIGKILL if round_no % 4 < 2 else signal.SIGTERM
         wait_for = rng.randint(1, 4)
@@ -144,7 +152,10 @@ def test_runs_killed_at_random_points_resume_cleanly(write_flow, tmp_path, reelf
             assert proc.returncode == 143, err
         elif target == "worker":
             assert proc.returncode == 1 and "WorkerCrashed" in err and "Traceback" not in err, err
-        # Everything the run started ends with it (workers die with their parent).
+        # Everything the run started ends with it: workers, the fork server and whatever the
+        # killed task's step started (a finished task's children end on their own).
+        started_by_steps = {int(c) for c in os.listdir(children)}
+        seen |= started_by_steps
         end = time.monotonic() + 30
         while any(_alive(p) for p in seen) and time.monotonic() < end:
             time.sleep(0.05)

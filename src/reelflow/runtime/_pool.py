@@ -147,6 +147,8 @@ class WorkerPool:
         if w.popen is not None:  # already reaped by waitpid; tell Popen so
             w.popen.returncode = os.waitstatus_to_exitcode(w.exit_status or 0)
         result = w.read_result()
+        if w.killed_reason or result is None:
+            _kill_group(w.pid)  # what the step started dies with a worker that did not finish
         if w.killed_reason:
             return TaskResult("failed", exception=f"TimeoutError: {w.killed_reason}")
         if result is None:
