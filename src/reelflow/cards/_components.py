@@ -70,6 +70,12 @@ class Table(CardComponent):
     def __init__(self, data: Any = None, headers: Sequence[str] | None = None) -> None:
         self.data: Any = [] if data is None else data
         self.headers = list(headers) if headers is not None else None
+        if type(self.data).__module__.split(".")[0] != "pandas" and (
+                not isinstance(self.data, Sequence) or isinstance(self.data, (str, bytes))):
+            raise ReelflowError(
+                f"Table takes a DataFrame or a list of rows, not {type(self.data).__name__}; e.g. "
+                "Table([[1, 'a'], [2, 'b']], headers=['id', 'name'])"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         data = self.data
@@ -81,11 +87,6 @@ class Table(CardComponent):
             rows = [[_cell(v) for v in r] for r in head.itertuples(index=False, name=None)]
             return {"type": self.type, "columns": [str(c) for c in head.columns], "rows": rows,
                     "total_rows": int(df.shape[0])}
-        if not isinstance(data, Sequence) or isinstance(data, (str, bytes)):
-            raise ReelflowError(
-                f"Table takes a DataFrame or a list of rows, not {type(data).__name__}; e.g. "
-                "Table([[1, 'a'], [2, 'b']], headers=['id', 'name'])"
-            )
         rows_in = list(data)
         cols: list[Any]
         if rows_in and isinstance(rows_in[0], Mapping):
