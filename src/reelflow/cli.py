@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -65,6 +66,9 @@ def _guard(f: Callable[..., Any]) -> Callable[..., Any]:
             return f(*args, **kwargs)
         except ReelflowError as exc:
             click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+        except BrokenPipeError:  # `reelflow runs list | head`: the reader left; stop quietly
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(1)
         except OSError as exc:  # the disk or a file, not reelflow: still one line, not a traceback
             where = f": {exc.filename}" if exc.filename else ""
