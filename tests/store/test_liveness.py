@@ -75,10 +75,20 @@ def _set(rid: str, **values: object) -> None:
 def test_reused_pid_is_not_mistaken_for_the_run():
     md = get_store().metadata
     rid = md.create_run("Reused", user="u")
-    boot = process_token(os.getpid()).split(":")[0]
-    _set(rid, proc_token=f"{boot}:1")  # same pid (ours), another start time
+    machine = process_token(os.getpid()).rsplit(":", 1)[0]
+    _set(rid, proc_token=f"{machine}:1")  # same pid (ours), another start time
     row = md.get_run("Reused", rid)
     assert row["status"] == "abandoned" and "belongs to another process" in row["abandoned_reason"]
+
+
+def test_same_host_name_in_another_pid_namespace_is_judged_by_heartbeat():
+    md = get_store().metadata
+    rid = md.create_run("Container", user="u")
+    # another container with our host name: its pid means nothing here, its heartbeat is fresh
+    _set(rid, pid=2**22 + 7, proc_token="other-boot.4026531836:12345")
+    assert md.get_run("Container", rid)["status"] == "running"
+    _set(rid, heartbeat_at=time.time() - 600)
+    assert "no heartbeat" in md.get_run("Container", rid)["abandoned_reason"]
 
 
 @pytest.mark.parametrize("age, timeout, status", [(5, None, "running"), (120, None, "abandoned"),

@@ -1,11 +1,14 @@
 """Is a ``running`` run still running? Its process, recorded at ``create_run``, answers.
 
 A run row records the creating process's host, pid and a *process token* (the boot
-id and the process's start time in clock ticks, from ``/proc``), and the runtime
+id, the pid namespace and the process's start time in clock ticks, from ``/proc``),
+and the runtime
 refreshes ``heartbeat_at`` every few seconds. A reader decides:
 
-- same host, process checkable: the run is alive while a process with that pid
-  *and that start time* exists (a reused pid has another start time);
+- same machine (host name, boot id and pid namespace: containers that share a host
+  name cannot see each other's processes), process checkable: the run is alive
+  while a process with that pid *and that start time* exists (a reused pid has
+  another start time);
 - otherwise (another host, or no ``/proc``): alive while the heartbeat is fresher
   than the stale threshold (``REELFLOW_HEARTBEAT_TIMEOUT``, default 60 s).
 
@@ -25,12 +28,18 @@ __all__ = ["process_token", "host_name", "abandoned_reason"]
 
 
 @lru_cache(maxsize=1)
-def _boot_id() -> str:
+def _machine() -> str:
+    """``<boot id>.<pid namespace>``: processes with the same one can see each other's pids."""
     try:
         with open("/proc/sys/kernel/random/boot_id") as f:
-            return f.read().strip()
+            boot = f.read().strip()
     except OSError:
-        return ""
+        boot = ""
+    try:
+        ns = "".join(c for c in os.readlink("/proc/self/ns/pid") if c.isdigit())
+    except OSError:
+        ns = ""
+    return f"{boot}.{ns}"
 
 
 @lru_cache(maxsize=1)
@@ -39,7 +48,7 @@ def host_name() -> str:
 
 
 def process_token(pid: int) -> str | None:
-    """``"<boot id>:<start ticks>"`` of process ``pid``, or None when it cannot be read."""
+    """``"<boot id>.<pid namespace>:<start ticks>"`` of process ``pid``, or None when it cannot be read."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()
@@ -47,7 +56,7 @@ def process_token(pid: int) -> str | None:
         start_ticks = stat[stat.rindex(b")") + 2 :].split()[19].decode()
     except (OSError, ValueError, IndexError):
         return None
-    return f"{_boot_id()}:{start_ticks}"
+    return f"{_machine()}:{start_ticks}"
 
 
 def _pid_alive(pid: int) -> bool:
@@ -67,7 +76,7 @@ def abandoned_reason(row: dict[str, Any], stale_after: float, now: float | None 
     if row.get("status") != "running":
         return None
     pid, host, token = row.get("pid"), row.get("host"), row.get("proc_token")
-    same_machine = bool(pid) and host == host_name() and (token is None or token.split(":", 1)[0] == _boot_id())
+    same_machine = bool(pid) and host == host_name() and (token is None or token.rsplit(":", 1)[0] == _machine())
     if same_machine:
         if token is not None and os.path.isdir("/proc/self"):
             now_token = process_token(int(pid))  # type: ignore[arg-type]

@@ -66,7 +66,7 @@ runs = Table(
     Column("pid", Integer),
     Column("host", String(255)),
     Column("heartbeat_at", Float),  # refreshed by the runtime while the run goes on
-    Column("proc_token", String(64)),  # "<boot id>:<start ticks>" of the creating process
+    Column("proc_token", String(128)),  # "<boot id>.<pid namespace>:<start ticks>" of the creating process
     Column("status_reason", Text),  # why it ended so, e.g. "SIGTERM (the run was interrupted)"
 )
 Index("ix_runs_flow", runs.c.flow_name, runs.c.id)
