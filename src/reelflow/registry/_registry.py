@@ -51,7 +51,7 @@ class ModelVersion:
 
     def load(self) -> Any:
         """The model object (hash-checked)."""
-        return get_store().load(self.key, what=f"model {self.spec}")
+        return get_store(create=False).load(self.key, what=f"model {self.spec}")
 
 
 def _check_name(kind: str, value: str) -> None:
