@@ -9,6 +9,11 @@ generator, 6,040 users x 3,706 items) and registered. Then, in this one run:
 same model and calls its `recommend` directly, each driven with the same bounded
 load on 127.0.0.1 (httpx/asyncio, fixed concurrency, warm-up excluded). Prints
 p50/p99 latency, requests/s, the ratios, and reelflow's time from start to ready.
+
+Last, the responsiveness check of issue #8: three clients (in their own process)
+send the largest request the API allows (1000 users x k=100) while this process
+times `/healthz` every 50 ms. Printed: /healthz p50 and max under that load (the
+issue saw 11-17 s when scoring ran on the event loop).
 """
 
 from __future__ import annotations
@@ -114,6 +119,58 @@ REQUESTS = {  # path and JSON body (Lua format string) per server kind
     "reelflow": ("/v1/models/bench/recommend", '{"user_id": %d, "k": 10}'),
     "mlflow": ("/invocations", '{"dataframe_split": {"columns": ["user_id"], "data": [[%d]]}}'),
 }
+
+HEAVY_CLIENTS = textwrap.dedent('''
+    import json, sys, threading, time
+    import httpx
+
+    url, clients, each = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    body = {"user_ids": list(range(1000)), "k": 100}
+    took, statuses = [], []
+
+    def client():
+        with httpx.Client(timeout=600) as c:
+            for _ in range(each):
+                t = time.perf_counter()
+                statuses.append(c.post(url + "/v1/models/bench/recommend", json=body).status_code)
+                took.append(time.perf_counter() - t)
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    print(json.dumps({"took": took, "statuses": statuses}))
+''')
+
+
+def measure_heavy(url: str, clients: int = 3, each: int = 4) -> dict[str, float]:
+    """/healthz latency while ``clients`` send the largest allowed requests (bounded: clients x each)."""
+    import json
+
+    heavy = subprocess.Popen([sys.executable, "-c", HEAVY_CLIENTS, url, str(clients), str(each)],
+                             stdout=subprocess.PIPE, text=True)
+    health: list[float] = []
+    try:
+        with httpx.Client(timeout=120) as probe:
+            while heavy.poll() is None:
+                t = time.perf_counter()
+                probe.get(f"{url}/healthz")
+                health.append(time.perf_counter() - t)
+                time.sleep(0.05)
+        out = json.loads(heavy.communicate(timeout=600)[0])
+    finally:
+        if heavy.poll() is None:
+            heavy.kill()
+            heavy.wait()
+    ms = np.array(health) * 1e3
+    res = {"health_p50": float(np.percentile(ms, 50)), "health_max": float(ms.max()),
+           "heavy_median_s": float(np.median(out["took"])), "heavy_ok": sum(s == 200 for s in out["statuses"])}
+    print(f"  /healthz while {clients} clients send {clients * each} requests of 1000 users x k=100 "
+          f"({res['heavy_ok']} answered 200, median {res['heavy_median_s']:.2f} s): "
+          f"p50 {res['health_p50']:.1f} ms, max {res['health_max']:.1f} ms over {len(health)} probes")
+    return res
+
 
 MLFLOW_MODEL = textwrap.dedent('''
     import sys
@@ -227,6 +284,8 @@ def main() -> None:
                                                         Path(tmp), kind))
                     else:
                         rounds[name].append(measure(name, url, args.requests, args.concurrency, data.n_users))
+            print("\n responsiveness under heavy requests (reelflow serve):")
+            measure_heavy(servers["reelflow serve"][0])
         finally:
             for _, proc, _ in servers.values():
                 proc.terminate()
