@@ -109,7 +109,9 @@ def test_new_blobs_are_fsynced_file_and_folder_before_they_count(tmp_path, monke
 
     from reelflow.store import _blobs
 
-    if env is not None:
+    if env is None:
+        monkeypatch.delenv("REELFLOW_FSYNC", raising=False)
+    else:
         monkeypatch.setenv("REELFLOW_FSYNC", env)
     calls: list[str] = []
     real_fsync, real_replace = os.fsync, os.replace
