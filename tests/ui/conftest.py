@@ -99,6 +99,21 @@ class UiServer:
         self._out.close()
 
 
+@pytest.fixture
+def make_ui_server():
+    """Start `reelflow ui` over another store: ``make_ui_server(home, log)``; stopped after the test."""
+    started: list[UiServer] = []
+
+    def make(home: Path, log: Path, *args: str) -> UiServer:
+        server = UiServer(home, log, *args)
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        server.stop()
+
+
 @pytest.fixture(scope="module")
 def ui_server(ui_home: Path, tmp_path_factory: pytest.TempPathFactory):
     server = UiServer(ui_home, tmp_path_factory.mktemp("uilog") / "ui.log")

@@ -105,7 +105,7 @@ def _component(c: dict[str, Any], n: int) -> str:
         body = f'<div class="rf-artifact">{title}{render_preview(p)}</div>'
     else:
         body = f'<div class="rf-note">unknown component {_e(t)}</div>'
-    return f'<div class="rf-component rf-{_e(t)}">{body}</div>'
+    return f'<div class="rf-component rf-c-{_e(t)}">{body}</div>'
 
 
 def render_components(doc: dict[str, Any]) -> str:
