@@ -231,6 +231,16 @@ if __name__ == "__main__":
 """
 
 
+def _recorded_work(flow: str) -> int:
+    from reelflow.store import get_store
+
+    md = get_store().metadata
+    if flow not in md.list_flows():
+        return 0
+    run_id = md.list_runs(flow)[0]["run_id"]
+    return sum(t["status"] == "succeeded" for t in md.tasks_of_run(run_id, "work"))
+
+
 @pytest.mark.parametrize("inprocess", [False, True])
 def test_an_interrupted_run_resumes_reusing_its_finished_tasks(write_flow, marks, inprocess):
     from helpers import run_py
@@ -246,6 +256,7 @@ def test_an_interrupted_run_resumes_reusing_its_finished_tasks(write_flow, marks
         _wait_for(lambda: any(marks_dir.iterdir()), "a work task to hang", proc)
         if not inprocess:
             _wait_for(lambda: len(list(marks_dir.iterdir())) == 2, "both hanging tasks to start", proc)
+            _wait_for(lambda: _recorded_work("Partial") == 1, "the quick work task to be recorded", proc)
         os.killpg(proc.pid, signal.SIGINT)
         out, err = proc.communicate(timeout=120)
     finally:
@@ -313,4 +324,6 @@ def test_sigkill_of_the_runner_stops_the_steps_children(write_flow, marks):
             proc.communicate()
     _wait_for(lambda: all(_gone(p) for p in _children(marks_dir)), "the steps' children to be stopped", timeout=30)
     namespace(None)
-    assert Flow("Group").latest_run.status == "abandoned"
+    row = Flow("Group").latest_run._row
+    assert row["pid"] == proc.pid
+    assert row["status"] == "abandoned", (row, os.path.exists(f"/proc/{proc.pid}"))

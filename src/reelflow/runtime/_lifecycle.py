@@ -23,6 +23,8 @@ from typing import Any
 
 from ..store import ArtifactRef, Store, TaskRecord
 from ._pool import WorkerPool
+from ._task import TaskResult
+from ._worker import Worker
 
 __all__ = ["RunLifecycle", "Beater", "HEARTBEAT_SECONDS", "INTERRUPTED"]
 
@@ -44,6 +46,9 @@ class RunLifecycle:
     interrupted: int | None
     _in_step: bool
     _last_beat: float
+
+    def _worker_ended(self, w: Worker, result: TaskResult) -> None:
+        raise NotImplementedError  # the scheduler records the task and moves on
 
     def _flush_records(self) -> None:
         """Write the task rows collected since the last flush (finished and cloned tasks).
@@ -110,7 +115,10 @@ class RunLifecycle:
             return
         reason = (f"{signal.Signals(self.interrupted).name} (the run was interrupted)" if self.interrupted is not None
                   else "the scheduler: another task failed")
-        for w, _status in pool.abort():
+        for w, result in pool.abort():
+            if result is not None and result.status == "succeeded":  # it finished just in time
+                self._worker_ended(w, result)
+                continue
             spec = w.spec
             rec = TaskRecord(
                 step_name=spec.step_name, task_id=spec.task_id, attempt=spec.attempt, status="failed",

@@ -155,13 +155,14 @@ class WorkerPool:
             return TaskResult("failed", exception=crash_message(w.spec.step_name, w.exit_status))
         return result
 
-    def abort(self, grace: float = 2.0) -> list[tuple[Worker, int | None]]:
+    def abort(self, grace: float = 2.0) -> list[tuple[Worker, TaskResult | None]]:
         """Stop every worker and its process group: SIGTERM, then SIGKILL after ``grace`` seconds.
 
-        Returns the stopped workers with their wait status (None when it was not seen),
-        their output read to the end, so the scheduler can record them as interrupted.
+        Returns the stopped workers, their output read to the end, with the result of
+        those that finished before they were stopped (None for the others), so the
+        scheduler records a finished task as finished and the rest as interrupted.
         """
-        stopped: list[tuple[Worker, int | None]] = []
+        stopped: list[tuple[Worker, int]] = []
         for pid in list(self.running):
             _kill_group(pid, signal.SIGTERM)
         deadline = time.time() + grace
@@ -179,11 +180,15 @@ class WorkerPool:
             _, status = self._reap(pid, block=True)
             self._drain(w)
             stopped.append((w, status))
-        for w, _ in stopped:  # what a step started and that ignored SIGTERM
-            _kill_group(w.pid)
-            w.read_result()  # removes a result file the worker wrote as it was stopped
+        out: list[tuple[Worker, TaskResult | None]] = []
+        for w, status in stopped:
+            _kill_group(w.pid)  # what a step started and that ignored SIGTERM
+            w.exit_status = status
+            if w.popen is not None:  # already reaped by waitpid; tell Popen so
+                w.popen.returncode = os.waitstatus_to_exitcode(status)
+            out.append((w, w.read_result()))
         self.running.clear()
-        return stopped
+        return out
 
     def _drain(self, w: Worker) -> None:
         for fd in list(w.fds):

@@ -45,6 +45,7 @@ from ._logs import LogSink
 from ._options import check_run_id
 from ._pool import WorkerPool
 from ._task import TaskResult, TaskSpec
+from ._worker import Worker
 
 __all__ = ["LocalRuntime"]
 
@@ -323,7 +324,7 @@ class LocalRuntime(RunLifecycle):
             self._flush_records()
             if self.pool:
                 for w, result in self.pool.poll():
-                    self._finish(_Pending(w.spec, w.frames), result, w.started_at, logs=w.logs)
+                    self._worker_ended(w, result)
             elif self.ready and not any(p.clone for p in self.ready):
                 wait = min(p.not_before for p in self.ready) - time.time()
                 if wait > 0:
@@ -338,6 +339,9 @@ class LocalRuntime(RunLifecycle):
         out = sys.stdout if stream == "stdout" else sys.stderr
         out.write(f"[{spec.run_id}/{spec.step_name}/{spec.task_id}] {line.decode('utf-8', 'replace')}\n")
         out.flush()
+
+    def _worker_ended(self, w: Worker, result: TaskResult) -> None:
+        self._finish(_Pending(w.spec, w.frames), result, w.started_at, logs=w.logs)
 
     def _finish(self, p: _Pending, result: TaskResult, started_at: float, logs: Mapping[str, LogSink] | None) -> None:
         spec = p.spec
