@@ -245,10 +245,10 @@ class LocalRuntime(RunLifecycle):
         self.records: list[tuple[TaskRecord, dict[str, ArtifactRef]]] = []
         self.failure: str | None = None
         started = time.time()
-        _tmp.clean_stale(self.tmp_base)
-        self.tmp_dir = _tmp.make_run_dir(self.tmp_base)
         beater = Beater(self) if self.inprocess else None
         try:
+            _tmp.clean_stale(self.tmp_base)
+            self.tmp_dir = _tmp.make_run_dir(self.tmp_base)
             self.pool = WorkerPool(self.flow_cls, self.store, self.tmp_dir, echo=None if self.quiet else self._emit,
                                    use_fork=self.use_fork,
                                    zygote=self.zygote)

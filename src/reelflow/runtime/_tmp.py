@@ -35,8 +35,14 @@ def _host() -> str:
 
 def make_run_dir(base: Path) -> Path:
     """A new private directory for one run: ``run-HOST-PID-RANDOM``, mode 0700."""
-    base.mkdir(parents=True, exist_ok=True)
-    path = Path(tempfile.mkdtemp(prefix=f"{_PREFIX}{_host()}-{os.getpid()}-", dir=base))
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        path = Path(tempfile.mkdtemp(prefix=f"{_PREFIX}{_host()}-{os.getpid()}-", dir=base))
+    except OSError as exc:
+        raise StoreError(
+            f"cannot create the run's temporary directory in {base}: {exc.strerror or exc}; "
+            "make REELFLOW_HOME writable or point it elsewhere"
+        ) from None
     check_private(path)
     return path
 
