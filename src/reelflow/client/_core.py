@@ -56,6 +56,12 @@ def _split(pathspec: str, parts: int, kind: str, example: str) -> list[str]:
     bits = [b for b in str(pathspec).strip("/").split("/")]
     if len(bits) != parts or not all(bits):
         raise NotFoundError(f"{kind} pathspec {pathspec!r} is malformed; write it as {example}")
+    if parts >= 2 and bits[1] == "latest":  # FlowName/latest: the newest run in the current namespace
+        latest = Flow(bits[0]).latest_run
+        if latest is None:
+            raise NotFoundError(f"flow {bits[0]} has no run in the namespace {get_namespace()!r}; "
+                                "run it first, or call reelflow.namespace(None) to see every user's runs")
+        bits[1] = latest.id
     return bits
 
 
