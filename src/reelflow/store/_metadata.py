@@ -299,12 +299,16 @@ class MetadataStore(RegistryTables):
         until: float | None = None,
         limit: int | None = 50,
         offset: int = 0,
+        run_ids: Sequence[str] | None = None,
+        keys_only: bool = False,
     ) -> tuple[list[dict[str, Any]], int]:
         """One page of run rows, newest first, filtered in SQL, and how many rows match in all.
 
         ``statuses`` are recorded statuses (``running`` includes runs that read as
         abandoned); ``tags`` must all be among a run's user or system tags;
-        ``since``/``until`` bound ``created_at``. ``limit=None`` returns every match.
+        ``since``/``until`` bound ``created_at``; ``run_ids`` limits to those runs.
+        ``limit=None`` returns every match. ``keys_only`` returns just ``run_id`` and
+        ``params`` of each row (cheap, for filtering many runs further in Python).
         (Added for the web UI: LIMIT/OFFSET on the primary key keeps a page fast on
         10,000 runs.)
         """
@@ -324,8 +328,11 @@ class MetadataStore(RegistryTables):
             conds.append(s.runs.c.created_at >= since)
         if until is not None:
             conds.append(s.runs.c.created_at < until)
+        if run_ids is not None:
+            conds.append(s.runs.c.id.in_([self._pk(r) for r in run_ids]))
         where = and_(*conds) if conds else None
-        q = select(s.runs).order_by(s.runs.c.id.desc()).offset(max(0, offset))
+        cols = [s.runs.c.id, s.runs.c.params] if keys_only else [s.runs]
+        q = select(*cols).order_by(s.runs.c.id.desc()).offset(max(0, offset))
         cq = select(func.count()).select_from(s.runs)
         if where is not None:
             q, cq = q.where(where), cq.where(where)
@@ -333,8 +340,24 @@ class MetadataStore(RegistryTables):
             q = q.limit(limit)
         with self._read() as conn:
             total = int(conn.execute(cq).scalar() or 0)
-            rows = [self._run_dict(r) for r in conn.execute(q).mappings()]
+            if keys_only:
+                rows = [{"run_id": str(r[0]), "params": r[1]} for r in conn.execute(q)]
+            else:
+                rows = [self._run_dict(r) for r in conn.execute(q).mappings()]
         return rows, total
+
+    def last_metric_values(self, names: Sequence[str]) -> dict[str, dict[str, float]]:
+        """``{run_id: {name: last logged value}}`` of the metrics ``names`` over every run
+        (one query on the metric names only; for filters such as ``metrics.ndcg@10 > 0.3``)."""
+        out: dict[str, dict[str, float]] = {}
+        if not names:
+            return out
+        q = (select(s.metrics.c.run_id, s.metrics.c.name, s.metrics.c.value)
+             .where(s.metrics.c.name.in_(list(names))).order_by(s.metrics.c.id))
+        with self._read() as conn:
+            for rid, name, value in conn.execute(q):
+                out.setdefault(str(rid), {})[name] = math.nan if value is None else value
+        return out
 
     def _run_dict(self, row: Any) -> dict[str, Any]:
         d = _run_dict(row)

@@ -6,6 +6,7 @@ a value is loaded for one artifact at a time, on its own request, under a size l
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Sequence
@@ -53,16 +54,24 @@ def find_runs_page(store: Store, f: RunFilter, page_size: int = PAGE_SIZE) -> tu
     offset = (max(f.page, 1) - 1) * page_size
     if not conds and f.status not in ("running", "abandoned"):
         return md.runs_page(limit=page_size, offset=offset, **kw)
-    rows, _ = md.runs_page(limit=None, **kw)
-    if f.status in ("running", "abandoned"):
+    if f.status in ("running", "abandoned"):  # derived from liveness: few rows, read whole
+        rows, _ = md.runs_page(limit=None, **kw)
         rows = [r for r in rows if r["status"] == f.status]
-    if conds:
-        finals: dict[str, dict[str, float]] = {r["run_id"]: {} for r in rows}
-        if any(c[0] == "metrics" for c in conds) and rows:
-            for m in md.metrics_of([r["run_id"] for r in rows]):
-                finals[str(m["run_id"])][m["name"]] = m["value"]
-        rows = [r for r in rows if all(_matches(r, finals[r["run_id"]], c) for c in conds)]
-    return rows[offset:offset + page_size], len(rows)
+        finals = md.last_metric_values(sorted({c[1] for c in conds if c[0] == "metrics"}))
+        rows = [r for r in rows if all(_matches(r, finals.get(r["run_id"], {}), c) for c in conds)]
+        return rows[offset:offset + page_size], len(rows)
+    # a metric/parameter expression: match on (id, params) and the named metrics, then read one page of rows
+    keys, _ = md.runs_page(limit=None, keys_only=True, **kw)
+    finals = md.last_metric_values(sorted({c[1] for c in conds if c[0] == "metrics"}))
+    need_params = any(c[0] == "params" for c in conds)
+    hits = []
+    for k in keys:
+        row = {"params": json.loads(k["params"] or "{}") if need_params else {}}
+        if all(_matches(row, finals.get(k["run_id"], {}), c) for c in conds):
+            hits.append(k["run_id"])
+    page_ids = hits[offset:offset + page_size]
+    rows = md.runs_page(limit=None, run_ids=page_ids, **kw)[0] if page_ids else []
+    return rows, len(hits)
 
 
 def step_status(tasks: Sequence[dict[str, Any]], run_status: str) -> str:
