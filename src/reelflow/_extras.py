@@ -19,6 +19,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "content": ("numpy", "scipy", "pandas", "sklearn"),
     "serve": ("numpy", "scipy", "pandas", "implicit", "fastapi", "uvicorn", "prometheus_client"),
     "pandas": ("pandas",),
+    "torch": ("torch",),
 }
 
 

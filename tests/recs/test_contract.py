@@ -1,6 +1,8 @@
 """The contract every recommender honours (implicit's RecommenderBaseTestMixin, sklearn's
 check_estimator): name a model once in MODELS and it runs every check."""
 
+import importlib.util
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -19,6 +21,11 @@ MODELS = [
     ALS(factors=4, iterations=15, regularization=0.1, alpha=1.0, random_state=0, num_threads=1),
     BPR(factors=8, iterations=200, learning_rate=0.05, random_state=0, num_threads=1),
 ]
+if importlib.util.find_spec("torch") is not None:  # the torch extra; its own tests skip without it
+    from reelflow.recs import SASRec
+
+    MODELS.append(SASRec(factors=16, layers=1, max_len=10, max_epochs=30, patience=None, learning_rate=0.01,
+                         dropout=0.1, threads=1, random_state=0))
 ids = [type(m).__name__ for m in MODELS]
 
 
@@ -125,6 +132,10 @@ def assert_same_value(a, b, name):
         assert (a != b).nnz == 0, name
     elif isinstance(a, pd.DataFrame):
         pd.testing.assert_frame_equal(a, b)
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), name
+        for key in a:
+            assert_same_value(a[key], b[key], f"{name}[{key}]")
     else:
         assert a == b, name
 

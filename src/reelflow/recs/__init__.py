@@ -19,6 +19,7 @@ from ._implicit import ALS, BPR
 from ._interactions import Interactions
 from ._knn import ItemKNN
 from ._popular import MostPopular
+from ._sasrec import SASRec
 from ._splits import leave_last_out, new_items_split, random_split, temporal_split, user_split
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "HybridEASE",
     "ContentKNN",
     "GenrePopular",
+    "SASRec",
     "evaluate",
     "tune",
     "TuneResult",

@@ -6,7 +6,8 @@ A model file is a zip archive (the ``.npz`` layout) holding
   (``get_params``), learned scalars, how each learned attribute is rebuilt from the
   arrays, and a SHA-256 over the header and every array (integrity, not
   authenticity: it catches a damaged file, not a forged one);
-* one ``.npy`` entry per array, read back with ``allow_pickle=False``.
+* one ``.npy`` entry per array, read back with ``allow_pickle=False`` (a dict of named
+  arrays, such as a neural model's weights, is one entry per array).
 
 Loading reads the header first and checks the class it names against the
 recommender classes already defined in this process *before* reading any array;
@@ -97,6 +98,9 @@ class _Encoder:
             return {"kind": "csr", "array": name, "shape": list(m.shape), "format": v.format}
         if isinstance(v, pd.DataFrame):
             return self.frame(name, v)
+        if isinstance(v, dict) and all(isinstance(k, str) and isinstance(a, np.ndarray) for k, a in v.items()):
+            # named weight tensors (e.g. a neural model's state), each its own plain array
+            return {"kind": "arrays", "entries": {k: self.array(f"{name}.{k}", a) for k, a in v.items()}}
         raise TypeError(
             f"learned attribute {name!r} is a {type(v).__name__}; a model file stores arrays, sparse "
             "matrices, data frames of numbers or text, and scalars"
@@ -133,6 +137,8 @@ def _decode(spec: Any, arrays: dict[str, np.ndarray], name: str) -> Any:
         m = sp.csr_matrix((arrays[f"{key}.data"], arrays[f"{key}.indices"], arrays[f"{key}.indptr"]),
                           shape=tuple(spec["shape"]))
         return m.asformat(spec.get("format", "csr"))
+    if kind == "arrays":
+        return {k: _decode(e, arrays, name) for k, e in spec["entries"].items()}
     if kind == "frame":
         cols = [_decode(s, arrays, name) for s in spec["column_arrays"]]
         index = pd.Index(_decode(spec["index"], arrays, name), name=spec.get("index_name"))
