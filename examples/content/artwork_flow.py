@@ -5,7 +5,8 @@ evaluate them off-policy, check the estimates against the simulator's truth, pic
     python examples/content/artwork_flow.py run --n-logged 50000 --policies '["LinUCB", "LinTS"]'
 """
 
-from reelflow import FlowSpec, JSONType, Parameter, step
+from reelflow import FlowSpec, JSONType, Parameter, current, step
+from reelflow.cards import Markdown, Table, VegaChart, card
 
 POLICIES = {
     "LinUCB": {"alpha": 0.0},
@@ -68,12 +69,17 @@ class ArtworkFlow(FlowSpec):
             self.test_member_features, logs["action"], logs["reward"], n_folds=2, random_state=0)
         self.estimates = {name: est.estimate_policy_value(**kw, estimated_rewards_by_reg_model=q)
                           for name, est in (("IPW", IPW()), ("SNIPW", SNIPW()), ("DR", DR()))}
+        self.intervals = {}  # 95% bootstrap intervals, shown on the pick step's card
+        for name, est in (("IPW", IPW()), ("SNIPW", SNIPW()), ("DR", DR())):
+            ci = est.estimate_interval(**kw, estimated_rewards_by_reg_model=q, n_bootstrap_samples=200, random_state=0)
+            self.intervals[name] = tuple(float(v) for k, v in ci.items() if "lower" in k or "upper" in k)
         self.truth = float((self.test_play_prob * dist).sum(axis=1).mean())
         print(f"{self.policy_name}: off-policy estimates "
               + ", ".join(f"{k} {v:.4f}" for k, v in self.estimates.items()) + f"; simulator truth {self.truth:.4f}",
               flush=True)
         self.next(self.pick)
 
+    @card(type="blank", title="Off-policy estimates")
     @step
     def pick(self, inputs):
         """Choose the policy with the best DR estimate (what we could know without the simulator)."""
@@ -85,6 +91,24 @@ class ArtworkFlow(FlowSpec):
         self.best_name, self.best_policy = best.policy_name, best.policy
         truth = inputs[0].test_play_prob
         self.oracle, self.random = float(truth.max(axis=1).mean()), float(truth.mean())
+        points = [{"policy": i.policy_name, "estimator": e, "value": i.estimates[e], "low": lo, "high": hi}
+                  for i in inputs for e, (lo, hi) in i.intervals.items()]
+        points += [{"policy": i.policy_name, "estimator": "truth", "value": i.truth, "low": i.truth, "high": i.truth}
+                   for i in inputs]
+        current.card.append(Markdown(f"# Artwork policies, off-policy\nBest by DR: **{self.best_name}**; "
+                                     f"random {self.random:.4f}, oracle {self.oracle:.4f}"))
+        current.card.append(Table(self.table))
+        current.card.append(VegaChart({
+            "title": "Estimated play rate with 95% bootstrap intervals (truth from the simulator)",
+            "data": {"values": points}, "width": 420,
+            "encoding": {"y": {"field": "policy", "type": "nominal"}, "yOffset": {"field": "estimator"},
+                         "color": {"field": "estimator", "type": "nominal"}},
+            "layer": [{"mark": "rule", "encoding": {"x": {"field": "low", "type": "quantitative",
+                                                          "scale": {"zero": False}, "title": "play rate"},
+                                                    "x2": {"field": "high"}}},
+                      {"mark": {"type": "point", "filled": True}, "encoding": {"x": {"field": "value",
+                                                                                     "type": "quantitative"}}}],
+        }))
         self.next(self.end)
 
     @step

@@ -42,12 +42,16 @@ def _e(v: Any) -> str:
     return html.escape("" if v is None else str(v), quote=True)
 
 
+def _cell(v: Any) -> str:
+    return _e(f"{v:.6g}" if isinstance(v, float) else v)
+
+
 def _table(columns: list[Any], rows: list[list[Any]], index: list[Any] | None = None) -> str:
     head = ("<th></th>" if index is not None else "") + "".join(f"<th>{_e(c)}</th>" for c in columns)
     body = []
     for i, r in enumerate(rows):
         lead = f"<th>{_e(index[i])}</th>" if index is not None and i < len(index) else ""
-        body.append("<tr>" + lead + "".join(f"<td>{_e(v)}</td>" for v in r) + "</tr>")
+        body.append("<tr>" + lead + "".join(f"<td>{_cell(v)}</td>" for v in r) + "</tr>")
     return f'<table class="rf-table"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
 
 

@@ -17,6 +17,7 @@ import math
 import time
 
 from reelflow import FlowSpec, JSONType, Parameter, current, step
+from reelflow.cards import Markdown, Table, VegaChart, card
 
 # Small grids keep the demo well under two minutes on two cores.
 GRIDS: dict[str, dict[str, list]] = {
@@ -57,6 +58,7 @@ class RecsDemoFlow(FlowSpec):
               f"next: tune and test {', '.join(self.models)}, one task each", flush=True)
         self.next(self.train_model, foreach="models")
 
+    @card(type="blank", id="tuning")
     @step
     def train_model(self):
         """Tune one model on the validation period, refit on all training data, test it."""
@@ -86,8 +88,19 @@ class RecsDemoFlow(FlowSpec):
         print(f"{self.model_name}: test ndcg@10 {test_ndcg:.4f}", flush=True)
         current.log_metrics({f"{m}@{k}": v for m, k, v in self.report.itertuples(index=False)})
         current.log_metric("valid_ndcg@10", self.valid_ndcg10)
+        grid_df = tuned.results.assign(setting=[", ".join(f"{k}={r[k]}" for k in grid) or "default"
+                                                for r in tuned.results.to_dict("records")])
+        current.card.append(Markdown(f"# {self.model_name}: tuning grid\nBest {self.best_params}: valid ndcg@10 "
+                                     f"**{self.valid_ndcg10:.4f}**, test ndcg@10 **{test_ndcg:.4f}**"))
+        current.card.append(VegaChart({
+            "mark": "bar", "data": {"values": grid_df[["setting", "ndcg@10"]].to_dict("records")},
+            "encoding": {"y": {"field": "setting", "type": "nominal", "sort": "-x"},
+                         "x": {"field": "ndcg@10", "type": "quantitative", "title": "validation ndcg@10"}}}))
+        current.card.append(Table(grid_df))
+        current.card.append(Table(self.report))
         self.next(self.choose)
 
+    @card(type="blank", id="comparison")
     @step
     def choose(self, inputs):
         """Gather the reports; the champion has the best *validation* score."""
@@ -124,8 +137,18 @@ class RecsDemoFlow(FlowSpec):
         ).spec
         current.log_metrics({"champion_test_ndcg@10": float(scores[("ndcg", 10)]),
                              "champion_valid_ndcg@10": float(best.valid_ndcg10)})
+        current.card.append(Markdown(f"# Champion: {self.champion_name}\nChosen on validation ndcg@10; "
+                                     f"registered as {self.registered} (alias champion)."))
+        current.card.append(Table(self.comparison.drop(columns=["params"])))
+        long = self.comparison.melt(id_vars="model", value_vars=["valid ndcg@10", "test ndcg@10", "test hr@10"])
+        current.card.append(VegaChart({
+            "mark": "bar", "data": {"values": long.to_dict("records")},
+            "encoding": {"x": {"field": "model", "type": "nominal"}, "xOffset": {"field": "variable"},
+                         "y": {"field": "value", "type": "quantitative"},
+                         "color": {"field": "variable", "type": "nominal", "title": "metric"}}}))
         self.next(self.end)
 
+    @card(type="blank", id="picks", title="Top picks")
     @step
     def end(self):
         """Show the comparison and a few 'because you watched' recommendations."""
@@ -139,6 +162,7 @@ class RecsDemoFlow(FlowSpec):
         train = self.train
         users = [u for u in (1, 68, 414) if u in set(train.active_users().tolist())][:3]
         picks, _ = self.champion.recommend(users, n=5)
+        picks_rows = []
         for user, items in zip(users, picks):
             mask = train.users == train.user_index([user])[0]
             last = train.item_ids[train.items[mask][np.argmax(train.timestamps[mask])]]
@@ -146,6 +170,11 @@ class RecsDemoFlow(FlowSpec):
             print(f"\nMember {user}")
             print(f"  because you watched {train.titles([last])[0]}: {'; '.join(train.titles(similar[0]))}")
             print(f"  top picks: {'; '.join(train.titles(items))}")
+            picks_rows.append([user, train.titles([last])[0], "; ".join(train.titles(similar[0])),
+                               "; ".join(train.titles(items))])
+        current.card.append(Markdown(f"# Top picks of {self.champion_name}"))
+        current.card.append(Table(picks_rows, headers=["member", "last watched", "because you watched",
+                                                       "top picks"]))
         self.summary = self.comparison.drop(columns=["params"]).to_dict("records")
         print(f"\nRun {current.flow_name}/{current.run_id}: inspect it with "
               f"`reelflow runs show {current.flow_name}/{current.run_id}` or in Python: "
