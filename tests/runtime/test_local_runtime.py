@@ -349,6 +349,7 @@ def test_worker_crash_fails_run_naming_step(load_flow):
 
     r = Flow("Crash").latest_run
     assert r.finished and not r.successful
+    assert r.status_reason.startswith("step 'boom' failed") and "exited with status 3" in r.status_reason
     t = r["boom"].task
     assert not t.successful and "about to die" in t.stdout
 

@@ -131,6 +131,7 @@ def test_signal_stops_the_run_its_workers_and_their_children(write_flow, marks, 
     namespace(None)
     r = Flow("Group").latest_run
     assert r.finished and not r.successful and r.status == "failed"
+    assert r.status_reason == "interrupted"
     work = r["work"].tasks()
     assert len(work) == 2 and all(not t.successful for t in work)
     assert all(f"stopped by {name}" in t.exception for t in work)

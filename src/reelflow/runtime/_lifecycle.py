@@ -139,11 +139,7 @@ class RunLifecycle:
             pass
 
     def _finish_run(self, status: str, reason: str | None) -> None:
-        md = self.store.metadata
-        if reason is not None and _accepts_reason(md.finish_run):
-            md.finish_run(self.run_id, status, reason=reason)  # type: ignore[call-arg]
-        else:
-            md.finish_run(self.run_id, status)
+        self.store.metadata.finish_run(self.run_id, status, reason=reason)
 
     def _heartbeat(self, force: bool = False) -> None:
         now = time.monotonic()
@@ -199,15 +195,6 @@ class Beater:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
-
-
-def _accepts_reason(fn: Any) -> bool:
-    import inspect
-
-    try:
-        return "reason" in inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
 
 
 def _one_line(exc: BaseException) -> str:

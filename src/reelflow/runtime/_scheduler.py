@@ -287,7 +287,7 @@ class LocalRuntime(RunLifecycle):
                 self.interrupted,
             )
         status = "failed" if self.failure else "succeeded"
-        self._finish_run(status, None)
+        self._finish_run(status, self.failure.splitlines()[0][:300] if self.failure else None)
         if self.failure:
             raise RunFailedError(self.failure)
         self._say(
