@@ -63,6 +63,7 @@ def test_logs_command_prints_each_stream_and_says_when_empty(write_flow):
     assert p.returncode == 0, p.stderr
     assert p.stdout == f"[Hello/{run_id}/start/1] hello out\n"
     assert p.stderr == f"[Hello/{run_id}/start/1] hello err\n"
+    assert cli("logs", "Hello/latest/start").stdout == p.stdout
     p = cli("logs", f"Hello/{run_id}/start/1", "--stdout")
     assert p.stdout == f"[Hello/{run_id}/start/1] hello out\n" and p.stderr == ""
     p = cli("logs", f"Hello/{run_id}/quiet_step")

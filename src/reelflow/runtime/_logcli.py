@@ -16,16 +16,19 @@ __all__ = ["print_logs"]
 
 
 def print_logs(pathspec: str, which: str | None = None) -> int:
-    """Print the output of FLOW/RUN_ID/STEP[/TASK_ID], each line prefixed with its task; lines printed."""
+    """Print the output of FLOW/RUN_ID/STEP[/TASK_ID] (RUN_ID may be ``latest``), each line prefixed
+    with its task; returns the number of lines printed."""
     from ..client import Run, namespace
     from ._options import check_run_id
 
     bits = pathspec.strip("/").split("/")
     if len(bits) not in (3, 4) or not all(bits):
         raise ParameterError(f"logs: {pathspec!r} is not FLOW/RUN_ID/STEP or FLOW/RUN_ID/STEP/TASK_ID")
-    run_id = check_run_id(bits[1], "logs")
+    run_id = bits[1] if bits[1] == "latest" else check_run_id(bits[1], "logs")  # FLOW/latest: the newest run
     namespace(None)
-    step = Run(f"{bits[0]}/{run_id}")[bits[2]]
+    run = Run(f"{bits[0]}/{run_id}")
+    run_id = run.id
+    step = run[bits[2]]
     tasks = [step[bits[3]]] if len(bits) == 4 else step.tasks()
     printed = 0
     for t in tasks:
