@@ -159,7 +159,7 @@ def test_blob_write_failures_name_the_path_and_the_fix(monkeypatch, reelflow_hom
     def fail(*_a: object, **_k: object) -> None:
         raise OSError(code, os.strerror(code))
 
-    monkeypatch.setattr(_blobs.os, "fsync", fail)
+    monkeypatch.setattr(_blobs.os, "replace", fail)
     with pytest.raises(StoreError, match=f"cannot write to the blob store at {reelflow_home / 'blobs'}: "
                                          f"{os.strerror(code)}; .*{fix}"):
         get_store().save({"params": list(range(10))})

@@ -102,18 +102,12 @@ def test_metadata_roundtrip_and_schema_version(tmp_path):
         MetadataStore(url).engine
 
 
-@pytest.mark.parametrize("env, synced", [(None, True), ("0", False)])
-def test_new_blobs_are_fsynced_file_and_folder_before_they_count(tmp_path, monkeypatch, env, synced):
+def _record_syscalls(monkeypatch, calls):
     import os
     import stat
 
     from reelflow.store import _blobs
 
-    if env is None:
-        monkeypatch.delenv("REELFLOW_FSYNC", raising=False)
-    else:
-        monkeypatch.setenv("REELFLOW_FSYNC", env)
-    calls: list[str] = []
     real_fsync, real_replace = os.fsync, os.replace
 
     def fsync(fd: int) -> None:
@@ -126,9 +120,76 @@ def test_new_blobs_are_fsynced_file_and_folder_before_they_count(tmp_path, monke
 
     monkeypatch.setattr(_blobs.os, "fsync", fsync)
     monkeypatch.setattr(_blobs.os, "replace", replace)
+    real_syncfs = _blobs._syncfs()
+    if real_syncfs is not None:
+        def syncfs(fd: int) -> int:
+            calls.append("syncfs")
+            return int(real_syncfs(fd))
+
+        monkeypatch.setattr(_blobs, "_syncfs_fn", syncfs)
+
+
+@pytest.mark.parametrize("env, durable", [(None, True), ("0", False)])
+def test_new_blobs_are_durable_on_flush_without_a_per_blob_fsync(tmp_path, monkeypatch, env, durable):
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("syncfs(2) is Linux only")
+    if env is None:
+        monkeypatch.delenv("REELFLOW_FSYNC", raising=False)
+    else:
+        monkeypatch.setenv("REELFLOW_FSYNC", env)
+    calls: list[str] = []
+    _record_syscalls(monkeypatch, calls)
+    bs = LocalBlobStore(tmp_path / "b")
+    bs.put("ab" + "2" * 30, [b"payload"])
+    bs.put("cd" + "2" * 30, [b"other"])
+    assert calls == ["rename", "rename"]  # no fsync per blob
+    bs.flush()
+    assert calls == ["rename", "rename"] + (["syncfs"] if durable else [])  # one flush covers both
+    calls.clear()
+    assert bs.put("ab" + "2" * 30, [b"payload"]) is False and calls == []  # an identical blob: no write
+
+
+def test_without_syncfs_each_blob_is_fsynced_file_and_folder_before_it_counts(tmp_path, monkeypatch):
+    from reelflow.store import _blobs
+
+    monkeypatch.delenv("REELFLOW_FSYNC", raising=False)
+    monkeypatch.setattr(_blobs, "_syncfs_fn", False)  # a platform without syncfs(2)
+    calls: list[str] = []
+    _record_syscalls(monkeypatch, calls)
     bs = LocalBlobStore(tmp_path / "b")
     bs.put("ab" + "2" * 30, [b"payload"])
     # the data reaches the disk before the name does, and the name before put returns
-    assert calls == (["dir", "file", "rename", "dir"] if synced else ["rename"])
-    calls.clear()
-    assert bs.put("ab" + "2" * 30, [b"payload"]) is False and calls == []  # an identical blob: no write
+    assert calls == ["dir", "file", "rename", "dir"]
+    bs.flush()
+    assert calls == ["dir", "file", "rename", "dir"]  # nothing left to flush
+
+
+def test_blobs_are_flushed_before_the_metadata_that_names_them_commits(tmp_path, monkeypatch):
+    """The invariant: a committed row never names a blob a power loss could lose."""
+    from sqlalchemy import event
+
+    monkeypatch.delenv("REELFLOW_FSYNC", raising=False)
+    store = Store(load_config())
+    md = store.metadata
+    events: list[str] = []
+    real_flush = store.blobs.flush
+
+    def flush() -> None:
+        events.append("flush")
+        real_flush()
+
+    monkeypatch.setattr(store.blobs, "flush", flush)
+    md.before_write = store.blobs.flush  # what Store wires up, pointed at the recording wrapper
+    event.listen(md.engine, "commit", lambda conn: events.append("commit"))
+    ref = store.save({"weights": [1, 2, 3]})
+    run_id = md.create_run("F", user="u", params={"p": ref.key})
+    assert events == ["flush", "commit"]
+    events.clear()
+    md.record_task(run_id, TaskRecord("start", 1, 0, "succeeded", "k", 1.0, 2.0), {"x": ref})
+    assert events == ["flush", "commit"]
+    events.clear()
+    md.heartbeat(run_id)
+    md.finish_run(run_id, "succeeded")
+    assert events == ["commit", "commit"]  # rows naming no blob do not pay for a flush

@@ -66,6 +66,7 @@ class Store:
 
                 url = URL.create("sqlite", database=str(self.config.metadata_path))
             self._md_handle = MetadataStore(url, stale_after=self.config.heartbeat_timeout)
+            self._md_handle.before_write = self.blobs.flush  # blobs durable before rows name them
         return self._md_handle
 
     @property

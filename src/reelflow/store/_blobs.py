@@ -1,8 +1,20 @@
 """Content-addressed blob stores: a local folder (default) or any fsspec URL.
 
 Layout: ``<root>/<key[:2]>/<key>``. A blob is written to a temporary name
-(``.tmp-*``), flushed to disk (file and folder ``fsync``) and renamed, so neither a
-reader nor a power loss ever leaves half a blob under its key.
+(``.tmp-*``) and renamed, so a reader never sees half a blob under its key.
+
+Durability is ordered, not per file: **a blob is durable before any committed
+metadata references it.** On Linux a put does not ``fsync`` at all; instead the
+store calls :meth:`LocalBlobStore.flush` -- one ``syncfs(2)`` of the blob folder's
+filesystem, which covers every process's writes (forked workers included) -- right
+before each metadata write transaction that can reference blobs (task records, run
+creation, cards, model versions; see ``MetadataStore.write``). One flush per task
+record costs about what one ``fsync`` did, where a task used to pay two or three
+per new blob. A power loss can then only leave blobs nothing references yet
+(removed by ``reelflow gc``) or a damaged file under a key that is not yet
+referenced -- which the next put of that value rewrites, since a put that collides
+compares bytes (below). Where ``syncfs`` is missing (macOS, other platforms) a
+put falls back to ``fsync`` of the file before the rename and of the folder after.
 
 Writing a key that already exists stores nothing new, which is what keeps
 identical artifacts once -- but a stored blob can be damaged afterwards (disk
@@ -16,6 +28,7 @@ from __future__ import annotations
 
 import errno
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -71,6 +84,9 @@ class BlobStore(Protocol):
     def check(self) -> None:
         """Raise a one-line :class:`StoreError` when the store cannot be reached or written."""
 
+    def flush(self) -> None:
+        """Make every blob put so far durable (called before metadata that references them commits)."""
+
 
 def _os_error(exc: OSError, what: str, where: str | os.PathLike[str]) -> StoreError:
     """One line naming the path, the cause and the fix for a failed blob write or read."""
@@ -82,6 +98,34 @@ def _os_error(exc: OSError, what: str, where: str | os.PathLike[str]) -> StoreEr
         errno.EPERM: "make it writable for this user, or point REELFLOW_HOME / REELFLOW_STORE_URL elsewhere",
     }.get(exc.errno or 0, "check that the folder exists and is writable")
     return StoreError(f"cannot {what} the blob store at {where}: {exc.strerror or exc}; {fix}")
+
+
+_syncfs_fn: Any = None  # libc's syncfs once looked up; False where there is none
+
+
+def _syncfs() -> Any:
+    """libc ``syncfs`` (Linux), or None where the platform has none."""
+    global _syncfs_fn
+    if _syncfs_fn is None:
+        _syncfs_fn = False
+        if sys.platform.startswith("linux"):
+            try:
+                import ctypes
+
+                fn = ctypes.CDLL(None, use_errno=True).syncfs
+                fn.argtypes = [ctypes.c_int]
+                fn.restype = ctypes.c_int
+                _syncfs_fn = fn
+            except (OSError, AttributeError):
+                pass
+    return _syncfs_fn or None
+
+
+def _ctypes_errno() -> int:
+    """The errno of the last ctypes call (``syncfs``)."""
+    import ctypes
+
+    return ctypes.get_errno()
 
 
 def _fsync_dir(path: Path) -> None:
@@ -98,11 +142,12 @@ def _fsync_dir(path: Path) -> None:
 
 
 class LocalBlobStore:
-    """Blobs as files under a folder, written atomically (temp file, fsync, ``os.replace``).
+    """Blobs as files under a folder, written atomically (temp file, ``os.replace``).
 
-    ``durable=False`` (or ``REELFLOW_FSYNC=0``) skips the two ``fsync`` calls per new
-    blob, for scratch stores where a power loss does not matter: a blob damaged that
-    way is still caught on read and healed by the next put.
+    Durable on :meth:`flush` (one ``syncfs``), or per put where ``syncfs`` is missing
+    (see the module docstring). ``durable=False`` (or ``REELFLOW_FSYNC=0``) skips both,
+    for scratch stores where a power loss does not matter: a blob damaged that way is
+    still caught on read and healed by the next put.
     """
 
     def __init__(self, root: str | os.PathLike[str], *, durable: bool | None = None) -> None:
@@ -132,10 +177,11 @@ class LocalBlobStore:
             except OSError:
                 pass
             return False
+        eager = self.durable and _syncfs() is None  # no batched flush here: fsync per blob
         try:
             new_dir = not path.parent.is_dir()
             path.parent.mkdir(parents=True, exist_ok=True)
-            if new_dir and self.durable:
+            if new_dir and eager:
                 _fsync_dir(self.root)
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         except OSError as exc:
@@ -144,11 +190,11 @@ class LocalBlobStore:
             with os.fdopen(fd, "wb") as f:
                 for c in chunks:
                     f.write(c)
-                if self.durable:
+                if eager:
                     f.flush()
                     os.fsync(f.fileno())
             os.replace(tmp, path)
-            if self.durable:
+            if eager:
                 _fsync_dir(path.parent)
         except BaseException as exc:
             try:
@@ -159,6 +205,31 @@ class LocalBlobStore:
                 raise _os_error(exc, "write to", self.root) from None
             raise
         return True
+
+    def flush(self) -> None:
+        """Make every blob written to this store so far durable, by any process.
+
+        One ``syncfs(2)`` of the folder's filesystem on Linux (a no-op elsewhere, where
+        each put already synced its blob, and when ``durable`` is off). The metadata
+        store calls it before a transaction that may reference blobs commits.
+        """
+        if not self.durable:
+            return
+        fn = _syncfs()
+        if fn is None:
+            return
+        try:
+            fd = os.open(self.root, os.O_RDONLY)
+        except FileNotFoundError:
+            return  # nothing was ever written here
+        except OSError as exc:
+            raise _os_error(exc, "flush", self.root) from None
+        try:
+            if fn(fd) != 0:
+                code = _ctypes_errno()
+                raise _os_error(OSError(code, os.strerror(code)), "flush", self.root)
+        finally:
+            os.close(fd)
 
     def get(self, key: str) -> bytearray:
         path = self._path(key)
@@ -319,6 +390,9 @@ class FsspecBlobStore:
             raise
         except Exception as exc:
             raise self._error(exc, "reach") from None
+
+    def flush(self) -> None:
+        """Nothing to do: an object store holds a blob durably once its upload returns."""
 
     def exists(self, key: str) -> bool:
         try:

@@ -13,7 +13,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -47,6 +47,10 @@ class MetadataStore(RegistryTables):
         self._engine: Engine | None = None
         self._pid = os.getpid()
         self._lock = threading.Lock()
+        #: Called before a write transaction that may reference blobs begins: the
+        #: :class:`~reelflow.store.Store` sets it to its blob store's ``flush``, so a blob
+        #: is durable before any committed row names it (see ``_blobs.py``).
+        self.before_write: Callable[[], None] | None = None
 
     def _sqlite_path(self) -> str | None:
         """The database file of a SQLite URL (None for other databases and in-memory ones)."""
@@ -157,12 +161,17 @@ class MetadataStore(RegistryTables):
             raise StoreError(f"cannot open the metadata database {self.url}: {type(exc).__name__}: {exc}") from None
 
     @contextmanager
-    def write(self, lock: str | None = None) -> Iterator[Connection]:
+    def write(self, lock: str | None = None, *, flush_blobs: bool = True) -> Iterator[Connection]:
         """A write transaction (``BEGIN IMMEDIATE`` on SQLite), for other subsystems' tables.
 
         ``lock`` names a critical section (e.g. a read-then-insert) that concurrent
         writers must take in turn; SQLite's immediate transactions already do.
+        ``flush_blobs`` (default) first makes the blobs written so far durable (one
+        ``syncfs``, outside the database lock), so the rows may name them; writes that
+        reference no blob (heartbeats, status, tags) pass False.
         """
+        if flush_blobs and self.before_write is not None:
+            self.before_write()
         try:
             with self.engine.connect().execution_options(reelflow_write=True) as conn:
                 with conn.begin():
@@ -226,19 +235,19 @@ class MetadataStore(RegistryTables):
 
     def heartbeat(self, run_id: str) -> None:
         """Record that run ``run_id`` is still going (one UPDATE; the runtime calls it every few seconds)."""
-        with self._write() as conn:
+        with self._write(flush_blobs=False) as conn:
             conn.execute(update(s.runs).where(s.runs.c.id == self._pk(run_id)).values(heartbeat_at=time.time()))
 
     def finish_run(self, run_id: str, status: str, *, reason: str | None = None) -> None:
         """Record the run's end: ``status`` and, optionally, why (shown as its ``status_reason``)."""
-        with self._write() as conn:
+        with self._write(flush_blobs=False) as conn:
             conn.execute(
                 update(s.runs).where(s.runs.c.id == self._pk(run_id))
                 .values(status=status, finished_at=time.time(), status_reason=reason)
             )
 
     def set_tags(self, run_id: str, tags: Sequence[str]) -> None:
-        with self._write() as conn:
+        with self._write(flush_blobs=False) as conn:
             conn.execute(
                 update(s.runs).where(s.runs.c.id == self._pk(run_id)).values(tags=json.dumps(sorted(set(tags))))
             )
