@@ -204,7 +204,17 @@ def test_a_refreshed_card_updates_live(tmp_path, make_ui_server):
             expect(page.locator("#task-status")).to_have_text("running")
             expect(page.frame_locator("iframe.card-frame").locator(".rf-progress")).to_contain_text("1 / 2")
             shot("live-running")
+            # the runs list shows the run as running, and updates the badge in place when it ends
+            list_page = page.context.new_page()
+            list_page.goto(server.url + "/")
+            badge = list_page.locator('.badge[data-run-id="1"]')
+            expect(badge).to_have_text("running")
+            list_page.evaluate("window.__marker = 1")  # gone if the page reloaded
             gate.write_text("go")
+            expect(badge).to_have_text("succeeded", timeout=120_000)
+            assert list_page.evaluate("window.__marker") == 1
+            list_page.close()
+            # the task page reloads itself once the task ended, showing the final card
             expect(page.locator("#task-status")).to_have_text("succeeded", timeout=120_000)
             expect(page.frame_locator("iframe.card-frame").locator(".rf-progress")).to_contain_text("2 / 2")
             shot("live-finished")

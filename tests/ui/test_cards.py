@@ -314,3 +314,29 @@ def test_resumed_task_shows_the_cards_of_its_origin(write_flow):
     cloned = get_cards("CardFlow/2/start/1")
     assert cloned and cloned[0].id == "default" and "Start card" in cloned[0].html()
 
+
+
+def test_public_names():
+    import reelflow
+    import reelflow.cards
+    import reelflow.ui
+
+    assert reelflow.card is reelflow.cards.card
+    for mod in (reelflow.cards, reelflow.ui):
+        for name in mod.__all__:
+            assert getattr(mod, name) is not None, f"{mod.__name__}.{name}"
+
+
+def test_cards_and_the_runs_page_on_postgresql(write_flow, postgres_url):
+    from fastapi.testclient import TestClient
+
+    from reelflow.store import get_store
+    from reelflow.ui import create_app
+
+    r = _run(write_flow(CARD_FLOW), "run")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert {c.id for c in get_cards("CardFlow/1/start/1")} == {"default", "extra"}
+    with TestClient(create_app(get_store()), base_url="http://127.0.0.1") as c:
+        assert 'data-run-id="1"' in c.get("/?flow=CardFlow&status=succeeded").text
+        assert "Start card" in c.get("/runs/CardFlow/1/start/1/cards/default").text
+        assert "No runs match" in c.get("/?tag=%25").text  # LIKE wildcards in a tag are literal
