@@ -271,3 +271,22 @@ def test_ui_runs_as_a_real_process(ui_server):
     assert js.status_code == 200 and len(js.content) > 10_000
     assert httpx.get(ui_server.url + "/api/runs/status?ids=1,2", timeout=30).json() == {"1": "succeeded",
                                                                                          "2": "failed"}
+
+
+def test_a_first_visit_gets_a_working_csrf_token(ui_store):
+    from fastapi.testclient import TestClient
+
+    from reelflow.ui import create_app
+
+    with TestClient(create_app(ui_store), base_url="http://127.0.0.1") as fresh:
+        page = fresh.get("/models/ui-model")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+        assert "samesite=strict" in page.headers["set-cookie"].lower()
+        r = fresh.post("/models/ui-model/alias", data={"alias": "champion", "version": "2", "csrf_token": token},
+                       follow_redirects=False)
+        assert r.status_code == 303
+
+
+def test_task_page_charts_a_metric_history(client):
+    r = client.get("/runs/UiFlow/1/train/2")
+    assert r.text.count('class="chart"') == 1 and r.text.count('class="pt"') == 5

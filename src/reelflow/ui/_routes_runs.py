@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingRes
 from ..errors import NotFoundError, ParameterError
 from ._logs import WINDOW, log_search, log_stream, log_window
 from ._queries import PAGE_SIZE, RunFilter, find_runs_page, run_detail
-from ._svg import dag_svg, gantt_svg
+from ._svg import dag_svg, gantt_svg, line_chart_svg
 
 __all__ = ["add_run_routes", "PREVIEW_LIMIT"]
 
@@ -129,6 +129,13 @@ def add_run_routes(app: Any) -> None:
                           step=step, task_id=task_id, q=q, matches={}, live=True)
         arts = sorted(st.metadata.artifacts_of([row["id"]])[row["id"]].items())
         metrics = st.metadata.metrics_of([], task_row=row["id"])
+        history: dict[str, list[tuple[float, float]]] = {}
+        for m in metrics:
+            pts = history.setdefault(m["name"], [])
+            pts.append((float(m["step"]) if m["step"] is not None else float(len(pts)), float(m["value"])))
+        from markupsafe import Markup
+
+        charts = [Markup(line_chart_svg([(name, pts)], title=name)) for name, pts in history.items() if len(pts) > 1]
         cards = cards_of_task(st, flow, run_id, step, int(task_id), row["attempt"])
         if not cards and row.get("cloned_from"):
             o = row["cloned_from"].split("/")
@@ -146,8 +153,8 @@ def add_run_routes(app: Any) -> None:
             else:
                 logs[which] = {"text": "", "next": 0, "more": False}
         return render(request, "task.html", title=f"{flow}/{run_id}/{step}/{task_id}", run=run, task=row,
-                      attempts=rows, artifacts=arts, metrics=metrics, cards=cards, logs=logs, flow=flow,
-                      run_id=run_id, step=step, task_id=task_id, q=q, matches=matches, live=False)
+                      attempts=rows, artifacts=arts, metrics=metrics, charts=charts, cards=cards, logs=logs,
+                      flow=flow, run_id=run_id, step=step, task_id=task_id, q=q, matches=matches, live=False)
 
     @app.get("/runs/{flow}/{run_id}/{step}/{task_id}/logs/{which}")
     def task_log(flow: str, run_id: str, step: str, task_id: str, which: str, offset: int = 0,
