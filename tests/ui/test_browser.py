@@ -162,6 +162,7 @@ class LiveFlow(FlowSpec):
         current.card.append(bar)
         bar.update(1)
         current.card.refresh()
+        print("waiting for the gate <b>now</b>")
         deadline = time.time() + 150
         while not os.path.exists(os.environ["GATE"]) and time.time() < deadline:
             time.sleep(0.05)
@@ -203,6 +204,7 @@ def test_a_refreshed_card_updates_live(tmp_path, make_ui_server):
                 time.sleep(0.2)
             expect(page.locator("#task-status")).to_have_text("running")
             expect(page.frame_locator("iframe.card-frame").locator(".rf-progress")).to_contain_text("1 / 2")
+            expect(page.locator("#log-stdout")).to_contain_text("waiting for the gate <b>now</b>")  # live output
             shot("live-running")
             # the runs list shows the run as running, and updates the badge in place when it ends
             list_page = page.context.new_page()

@@ -41,6 +41,9 @@ class WorkerPool:
         self.use_fork = use_fork
         self.zygote = zygote if use_fork else None
         self.running: dict[int, Worker] = {}
+        from ..ui._livelogs import LivePublisher  # light: the UI's live view of long tasks' output
+
+        self.live = LivePublisher(store)
         self.selector = selectors.DefaultSelector()
         if self.zygote is not None:
             self.selector.register(self.zygote.fileno(), selectors.EVENT_READ, _ZYGOTE)
@@ -72,6 +75,8 @@ class WorkerPool:
             else:
                 self._read(key.fd, key.data)
         now = time.time()
+        for w in self.running.values():
+            self.live.maybe_publish(w.spec, w.logs, w.started_at, now)
         ended = []
         for pid, w in list(self.running.items()):
             if w.deadline and now > w.deadline and w.killed_reason is None:

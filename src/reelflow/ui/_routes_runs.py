@@ -93,12 +93,16 @@ def add_run_routes(app: Any) -> None:
         d = run_detail(st, flow, run_id)
         from ..cards._storage import card_rows
 
+        from ._livelogs import live_tails
+
         done = {(a["step_name"], a["task_id"], a["attempt"]) for a in d["attempts"]}
-        live = [r for r in card_rows(st, run_id) if (r["step_name"], r["task_id"], r["attempt"]) not in done]
+        live = {(r["step_name"], r["task_id"]): r for r in [*card_rows(st, run_id), *live_tails(st, run_id)]
+                if (r["step_name"], r["task_id"], r["attempt"]) not in done}
         return render(request, "run.html", title=f"{flow}/{run_id}", run=d["run"], steps=d["steps"],
                       dag=dag_svg(d["run"]["graph"] or {}, d["steps"]),
                       gantt=gantt_svg(d["gantt"], d["run"]["created_at"]), attempts=d["attempts"],
-                      retried=d["retried"], live_cards=live, flow=flow, run_id=run_id)
+                      retried=d["retried"], live_tasks=sorted(live.values(), key=lambda r: r["task_id"]),
+                      flow=flow, run_id=run_id)
 
     @app.get("/api/runs/{flow}/{run_id}/state")
     def run_state(flow: str, run_id: str) -> JSONResponse:
@@ -120,13 +124,14 @@ def add_run_routes(app: Any) -> None:
         try:
             row, rows = _task_row(st, flow, run_id, step, task_id, attempt)
         except NotFoundError:
-            # a task still running has no row yet; it may already have refreshed cards
+            # a task still running has no row yet; it may have refreshed cards or published output
             cards = cards_of_task(st, flow, run_id, step, int(task_id)) if task_id.isdigit() else []
-            if not cards:
+            tails = _live_logs(st, run_id, step, int(task_id)) if task_id.isdigit() else {}
+            if not cards and not tails:
                 raise
             return render(request, "task.html", title=f"{flow}/{run_id}/{step}/{task_id}", run=run, task=None,
-                          attempts=[], artifacts=[], metrics=[], cards=cards, logs={}, flow=flow, run_id=run_id,
-                          step=step, task_id=task_id, q=q, matches={}, live=True)
+                          attempts=[], artifacts=[], metrics=[], charts=[], cards=cards, logs={}, tails=tails,
+                          flow=flow, run_id=run_id, step=step, task_id=task_id, q=q, matches={}, live=True)
         arts = sorted(st.metadata.artifacts_of([row["id"]])[row["id"]].items())
         metrics = st.metadata.metrics_of([], task_row=row["id"])
         history: dict[str, list[tuple[float, float]]] = {}
@@ -155,6 +160,15 @@ def add_run_routes(app: Any) -> None:
         return render(request, "task.html", title=f"{flow}/{run_id}/{step}/{task_id}", run=run, task=row,
                       attempts=rows, artifacts=arts, metrics=metrics, charts=charts, cards=cards, logs=logs,
                       flow=flow, run_id=run_id, step=step, task_id=task_id, q=q, matches=matches, live=False)
+
+    @app.get("/api/live/{flow}/{run_id}/{step}/{task_id}")
+    def live_api(flow: str, run_id: str, step: str, task_id: str) -> JSONResponse:
+        st = store()
+        st.metadata.get_run(flow, run_id)
+        if not task_id.isdigit():
+            raise NotFoundError(f"task id {task_id!r} is not a number")
+        finished = any(r["task_id"] == int(task_id) for r in st.metadata.tasks_of_run(run_id, step))
+        return JSONResponse({"finished": finished, "streams": _live_logs(st, run_id, step, int(task_id))})
 
     @app.get("/runs/{flow}/{run_id}/{step}/{task_id}/logs/{which}")
     def task_log(flow: str, run_id: str, step: str, task_id: str, which: str, offset: int = 0,
@@ -262,6 +276,23 @@ def add_run_routes(app: Any) -> None:
         if download:
             headers["Content-Disposition"] = f'attachment; filename="{flow}-{run_id}-{step}-{task_id}-{card_id}.html"'
         return HTMLResponse(cards[0].html(), headers=headers)
+
+
+def _live_logs(store: Any, run_id: str, step: str, task_id: int) -> dict[str, dict[str, Any]]:
+    """The published tails of a running task's logs (its latest attempt): stream -> text, size, time."""
+    from ._livelogs import live_tails
+
+    rows = live_tails(store, run_id, step, task_id)
+    if not rows:
+        return {}
+    top = max(r["attempt"] for r in rows)
+    out = {}
+    for r in rows:
+        if r["attempt"] == top:
+            data = store.load(r["key"], what=f"live {r['stream']} of task {task_id}")
+            out[r["stream"]] = {"text": bytes(data).decode("utf-8", "replace"), "size": r["size"],
+                                "updated_at": r["updated_at"], "attempt": top}
+    return out
 
 
 def _as_frame(value: Any) -> Any:

@@ -64,6 +64,24 @@
     tick();
   }
 
+  // A running task's output: refresh the published tails; reload the page once the task ended.
+  function pollLive(sec) {
+    var url = sec.getAttribute('data-live-url');
+    function tick() {
+      getJSON(url).then(function (st) {
+        if (st.finished) { window.location.reload(); return; }
+        Object.keys(st.streams).forEach(function (name) {
+          var pre = document.getElementById('log-' + name);
+          if (pre && pre.textContent !== st.streams[name].text) { pre.textContent = st.streams[name].text; }
+          var size = document.getElementById('live-size-' + name);
+          if (size) { size.textContent = st.streams[name].size + ' bytes so far; the last 64 KiB:'; }
+        });
+        setTimeout(tick, 1500);
+      }).catch(function () { setTimeout(tick, 3000); });
+    }
+    tick();
+  }
+
   // Artifact previews load one artifact, when opened.
   function previews() {
     document.querySelectorAll('details.preview').forEach(function (d) {
@@ -117,6 +135,8 @@
     if (run && run.getAttribute('data-live') === '1') { pollRun(run); }
     var cards = document.getElementById('cards');
     if (cards && cards.getAttribute('data-live') === '1') { pollCards(cards); }
+    var live = document.getElementById('live-logs');
+    if (live) { pollLive(live); }
     previews();
     logs();
   });
