@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 
-from ..errors import NotFoundError, ParameterError
+from ..errors import NotFoundError, ParameterError, ReelflowError
 from ._logs import WINDOW, log_search, log_stream, log_window
 from ._queries import PAGE_SIZE, RunFilter, find_runs_page, run_detail
 from ._svg import dag_svg, gantt_svg, line_chart_svg
@@ -289,7 +289,10 @@ def _live_logs(store: Any, run_id: str, step: str, task_id: int) -> dict[str, di
     out = {}
     for r in rows:
         if r["attempt"] == top:
-            data = store.load(r["key"], what=f"live {r['stream']} of task {task_id}")
+            try:
+                data = store.load(r["key"], what=f"live {r['stream']} of task {task_id}")
+            except ReelflowError:  # a tail of a dead run, since collected: nothing to show
+                continue
             out[r["stream"]] = {"text": bytes(data).decode("utf-8", "replace"), "size": r["size"],
                                 "updated_at": r["updated_at"], "attempt": top}
     return out
