@@ -64,6 +64,15 @@ class RecommenderBase(BaseEstimator, ABC):
     def _score(self, users: np.ndarray) -> np.ndarray:
         """Dense float32 scores (len(users), n_items) for known users' positions."""
 
+    def _score_one(self, user: int) -> np.ndarray:
+        """Writable float32 scores (n_items,) of one known user with history.
+
+        The single-member serving path calls this; models whose batch ``_score`` pays
+        a fixed cost per call (sparse row indexing) override it with the same
+        arithmetic on the user's CSR slice, so one member costs what bare numpy does.
+        """
+        return np.asarray(self._score(np.array([user], dtype=np.int64))[0], dtype=np.float32)
+
     def _item_vectors(self) -> np.ndarray | sp.spmatrix:
         """Item representations for similar_items (rows = items); default: who watched them."""
         return self.user_items_.T.tocsr()
@@ -126,7 +135,8 @@ class RecommenderBase(BaseEstimator, ABC):
         has_history = np.zeros(len(upos), bool)
         known = upos >= 0
         if known.any():
-            counts = np.diff(self.user_items_.indptr)[upos[known]]
+            indptr = self.user_items_.indptr
+            counts = indptr[upos[known] + 1] - indptr[upos[known]]
             has_history[known] = counts > 0
         if has_history.any():
             scores[has_history] = self._score(upos[has_history])
@@ -174,6 +184,8 @@ class RecommenderBase(BaseEstimator, ABC):
         if items is not None:
             allowed = np.zeros(len(self.item_ids_), bool)
             allowed[self._item_positions(items, "recommend(items=...)")] = True
+        if len(upos) == 1:
+            return self._recommend_one(int(upos[0]), n, exclude_seen, allowed)
         out_idx = np.empty((len(upos), n), np.int64)
         out_val = np.empty((len(upos), n), np.float32)
         X = self.user_items_
@@ -202,6 +214,28 @@ class RecommenderBase(BaseEstimator, ABC):
             for lo in starts:
                 work(lo)
         return self.item_ids_[out_idx], out_val
+
+    def _recommend_one(self, u: int, n: int, exclude_seen: bool,
+                       allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """One member (the serving hot path): no batching, no sparse fancy indexing.
+
+        Same scores and the same top-n selection as the batch path, so the answer is
+        identical; what it saves is fixed cost (a 1-row CSR copy, boolean masks).
+        """
+        indptr = self.user_items_.indptr
+        lo, hi = (int(indptr[u]), int(indptr[u + 1])) if u >= 0 else (0, 0)
+        scores = self._score_one(u) if hi > lo else self.item_popularity_.copy()
+        if allowed is not None:
+            scores[~allowed] = -np.inf
+        if exclude_seen and hi > lo:
+            scores[self.user_items_.indices[lo:hi]] = -np.inf
+        if n < len(scores):
+            part = np.argpartition(-scores, n - 1)[:n]
+        else:
+            part = np.arange(len(scores))
+        vals = scores[part]
+        order = np.argsort(-vals, kind="stable")
+        return self.item_ids_[part[order]][None, :], vals[order][None, :]
 
     def similar_items(
         self, item_ids: Sequence[Hashable] | np.ndarray | Hashable, n: int = 10

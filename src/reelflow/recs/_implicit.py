@@ -62,6 +62,9 @@ class _FactorModel(RecommenderBase):
     def _score(self, users: np.ndarray) -> np.ndarray:
         return self.user_factors_[users] @ self.item_factors_.T
 
+    def _score_one(self, user: int) -> np.ndarray:
+        return self.item_factors_ @ self.user_factors_[user]  # one gemv, as numpy would
+
     def _item_vectors(self) -> np.ndarray:
         return self.item_factors_
 

@@ -62,3 +62,17 @@ class ItemKNN(RecommenderBase):
 
     def _score(self, users: np.ndarray) -> np.ndarray:
         return np.asarray((self.binary_items_[users] @ self.similarity_).todense(), dtype=np.float32)
+
+    def _score_one(self, user: int) -> np.ndarray:
+        if type(self)._score is not ItemKNN._score:
+            return super()._score_one(user)
+        B, S = self.binary_items_, self.similarity_
+        seen = B.indices[B.indptr[user] : B.indptr[user + 1]]
+        starts, ends = S.indptr[seen], S.indptr[seen + 1]
+        lengths = ends - starts
+        # positions of the seen items' neighbour lists in S, concatenated in order
+        pos = np.arange(int(lengths.sum())) + np.repeat(starts - np.cumsum(lengths) + lengths, lengths)
+        scores = np.zeros(S.shape[1], np.float32)
+        # float32 sums in the order scipy's sparse product adds them: the same scores bit for bit
+        np.add.at(scores, S.indices[pos], S.data[pos])
+        return scores

@@ -21,3 +21,6 @@ class MostPopular(RecommenderBase):
 
     def _score(self, users: np.ndarray) -> np.ndarray:
         return np.broadcast_to(self.scores_, (len(users), len(self.scores_))).copy()
+
+    def _score_one(self, user: int) -> np.ndarray:
+        return self.scores_.copy()
