@@ -11,6 +11,7 @@ import pytest
 
 pytest.importorskip("fastapi")
 pytest.importorskip("jinja2")
+pytest.importorskip("python_multipart")
 
 
 

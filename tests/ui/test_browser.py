@@ -24,6 +24,8 @@ if not Path(CHROMIUM).exists():
                 "tests", allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed: pip install playwright")
 pytest.importorskip("fastapi")
+pytest.importorskip("jinja2")
+pytest.importorskip("python_multipart")
 
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync",

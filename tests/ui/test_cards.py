@@ -321,6 +321,9 @@ def test_public_names():
     import reelflow.cards
     import reelflow.ui
 
+    for module in ("fastapi", "jinja2", "python_multipart"):
+        pytest.importorskip(module)
+
     assert reelflow.card is reelflow.cards.card
     for mod in (reelflow.cards, reelflow.ui):
         for name in mod.__all__:
@@ -328,6 +331,8 @@ def test_public_names():
 
 
 def test_cards_and_the_runs_page_on_postgresql(write_flow, postgres_url):
+    for module in ("fastapi", "jinja2", "python_multipart"):
+        pytest.importorskip(module)
     from fastapi.testclient import TestClient
 
     from reelflow.store import get_store

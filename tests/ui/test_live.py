@@ -10,6 +10,8 @@ import time
 import pytest
 
 pytest.importorskip("fastapi")
+pytest.importorskip("jinja2")
+pytest.importorskip("python_multipart")
 
 FLOW = '''
 import os, sys, time

@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 from .._extras import require
 
-require("ui", "reelflow ui", ("fastapi", "uvicorn", "jinja2"))
+require("ui", "reelflow ui", ("fastapi", "uvicorn", "jinja2", "python_multipart"))
 
 from fastapi import FastAPI, Request  # noqa: E402 - after the check that names the extra
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response  # noqa: E402

@@ -38,7 +38,7 @@ def serve_ui(*, host: str = "127.0.0.1", port: int = 8080, token: str | None = N
     token = check_bind(host, token)
     from .._extras import require
 
-    require("ui", "reelflow ui", ("fastapi", "uvicorn", "jinja2"))
+    require("ui", "reelflow ui", ("fastapi", "uvicorn", "jinja2", "python_multipart"))
     import uvicorn
 
     from ._app import create_app
