@@ -291,3 +291,17 @@ def test_a_first_visit_gets_a_working_csrf_token(ui_store):
 def test_task_page_charts_a_metric_history(client):
     r = client.get("/runs/UiFlow/1/train/2")
     assert r.text.count('class="chart"') == 1 and r.text.count('class="pt"') == 5
+
+
+def test_cli_says_when_the_port_is_taken(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        r = subprocess.run([sys.executable, "-m", "reelflow.cli", "ui", "--port", str(port)], capture_output=True,
+                           text=True, env={"REELFLOW_HOME": str(tmp_path / "h"), "PATH": "/usr/bin:/bin"}, timeout=60)
+    assert r.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in r.stderr and "--port 0" in r.stderr
+    assert "Traceback" not in r.stderr

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import socket
 
-from ..errors import ParameterError
+from ..errors import ParameterError, ReelflowError
 
 __all__ = ["serve_ui", "check_bind"]
 
@@ -44,26 +46,44 @@ def serve_ui(*, host: str = "127.0.0.1", port: int = 8080, token: str | None = N
     from ._app import create_app
 
     app = create_app(token=token, loopback_only=token is None)
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+    sock = _bind(host, port)
+    config = uvicorn.Config(app, log_level="warning", access_log=False)
     server = uvicorn.Server(config)
+    addr = sock.getsockname()
+    shown = f"[{addr[0]}]" if ":" in addr[0] else addr[0]
 
-    async def announce() -> None:  # print the bound address once uvicorn listens (port 0 included)
-        import asyncio
-
+    async def announce() -> None:  # once uvicorn listens, say where (the port too when --port 0)
         while not server.started:
             await asyncio.sleep(0.05)
-        for srv in getattr(server, "servers", []):
-            for sock in srv.sockets:
-                addr = sock.getsockname()
-                shown = f"[{addr[0]}]" if ":" in addr[0] else addr[0]
-                print(f"reelflow ui: http://{shown}:{addr[1]}/ ({app.state.store.describe()})", flush=True)
-                return
-
-    import asyncio
+        login = "; log in with the token at /login" if token else ""
+        print(f"reelflow ui: http://{shown}:{addr[1]}/ ({app.state.store.describe()}){login}", flush=True)
 
     async def main() -> None:
         task = asyncio.create_task(announce())
-        await server.serve()
+        await server.serve(sockets=[sock])
         task.cancel()
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        sock.close()
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port``; a port in use or an unknown host is one clear error."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as exc:
+        raise ReelflowError(f"--host {host!r} cannot be resolved ({exc.strerror}); use an address such as 127.0.0.1")
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise ReelflowError(
+            f"the UI cannot listen on {host}:{port}: {exc.strerror}; pick another port with --port "
+            "(--port 0 picks a free one)"
+        ) from None
+    sock.set_inheritable(True)
+    return sock
