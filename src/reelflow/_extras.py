@@ -20,6 +20,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "serve": ("numpy", "scipy", "pandas", "implicit", "fastapi", "uvicorn", "prometheus_client"),
     "pandas": ("pandas",),
     "torch": ("torch",),
+    "gen": ("numpy", "scipy", "torch", "diffusers", "PIL"),
 }
 
 

@@ -377,6 +377,55 @@ class MetadataStore(RegistryTables):
             d["status_reason"] = d["abandoned_reason"]
         return d
 
+    def recent_runs(
+        self,
+        flow_name: str | None = None,
+        *,
+        limit: int = 1,
+        statuses: Sequence[str] = (),
+        tags: Sequence[str] = (),
+    ) -> list[dict[str, Any]]:
+        """The newest ``limit`` runs (of ``flow_name``; with one of ``statuses``; carrying all
+        ``tags`` among their user or system tags), newest first.
+
+        Indexed: a seek on ``(flow_name, status, id)`` or ``(flow_name, id)`` walked
+        newest first, stopping after ``limit`` matches -- the cost does not grow with
+        the number of runs in the store (``Flow.latest_run``, ``runs list --limit``).
+        """
+        from sqlalchemy import and_
+
+        conds: list[Any] = []
+        if flow_name is not None:
+            conds.append(s.runs.c.flow_name == flow_name)
+        if statuses:
+            conds.append(s.runs.c.status.in_(list(statuses)))
+        conds.extend(_has_tag(t) for t in tags)
+        want, out = max(0, int(limit)), []
+        before: int | None = None
+        with self._read() as conn:
+            while len(out) < want:
+                n = want - len(out)
+                page = conds + ([s.runs.c.id < before] if before is not None else [])
+                q = select(s.runs).order_by(s.runs.c.id.desc()).limit(n)
+                if page:
+                    q = q.where(and_(*page))
+                rows = list(conn.execute(q).mappings())
+                for r in rows:
+                    d = self._run_dict(r)
+                    # SQLite's LIKE ignores ASCII case: keep exact tag matches only
+                    if set(tags) <= set(d["tags"]) | set(d["system_tags"]):
+                        out.append(d)
+                if len(rows) < n:
+                    break  # no more matches
+                before = int(rows[-1]["id"])
+        return out
+
+    def has_flow(self, flow_name: str) -> bool:
+        """Whether any run of ``flow_name`` is recorded (one index seek)."""
+        q = select(s.runs.c.id).where(s.runs.c.flow_name == flow_name).limit(1)
+        with self._read() as conn:
+            return conn.execute(q).first() is not None
+
     def list_flows(self) -> list[str]:
         with self._read() as conn:
             return sorted(r[0] for r in conn.execute(select(s.runs.c.flow_name).distinct()))
@@ -491,7 +540,24 @@ class MetadataStore(RegistryTables):
         from ..cards._storage import card_blob_keys  # cards keep their blobs (rows of their own table)
 
         keys |= card_blob_keys(self)
+        from ._review_db import generated_blob_keys  # generated images and their inputs (reelflow.generate)
+
+        keys |= generated_blob_keys(self)
         return keys, logs
+
+
+def _has_tag(tag: str) -> Any:
+    """SQL: ``tag`` is an element of the run's ``tags`` or ``system_tags`` JSON list.
+
+    Lists are written by ``json.dumps`` (``["a", "b"]``): an element starts after ``[``
+    or ``, `` outside any string, and inside a string a quote is always escaped, so
+    ``["tag"`` / ``, "tag"`` match whole elements only (no false hit on ``x"tag"``).
+    """
+    from sqlalchemy import or_
+
+    enc = json.dumps(tag).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    pats = ["%[" + enc + "%", "%, " + enc + "%"]
+    return or_(*(col.like(p, escape="\\") for col in (s.runs.c.tags, s.runs.c.system_tags) for p in pats))
 
 
 def _check_metrics(rec: TaskRecord) -> None:
