@@ -109,12 +109,69 @@ class ArtworkFlow(FlowSpec):
                       {"mark": {"type": "point", "filled": True}, "encoding": {"x": {"field": "value",
                                                                                      "type": "quantitative"}}}],
         }))
+        self.ab, regret = _online_checks(inputs[0].sim, inputs, self.seed, n=max(self.n_logged // 4, 500))
+        policy_axis = {"field": "metric", "type": "nominal", "title": None}
+        current.card.append(Markdown("## Online A/B test: each policy against random artwork\n"
+                                     "Difference in play rate with its 95% Welch interval (simulated members)."))
+        current.card.append(VegaChart({
+            "data": {"values": self.ab[["metric", "difference", "ci_lower", "ci_upper"]].to_dict("records")},
+            "width": 420,
+            "layer": [{"mark": "rule", "encoding": {"x": {"field": "ci_lower", "type": "quantitative",
+                                                          "title": "play rate: treatment - control"},
+                                                    "x2": {"field": "ci_upper"}, "y": policy_axis}},
+                      {"mark": {"type": "point", "filled": True, "size": 60},
+                       "encoding": {"x": {"field": "difference", "type": "quantitative"}, "y": policy_axis}},
+                      {"mark": {"type": "rule", "strokeDash": [4, 4], "color": "grey"},
+                       "data": {"values": [{"zero": 0}]}, "encoding": {"x": {"field": "zero", "type": "quantitative"}}}],
+        }))
+        current.card.append(Markdown("## Learning online from scratch: cumulative regret against the oracle"))
+        current.card.append(VegaChart({
+            "mark": "line", "data": {"values": regret}, "width": 420,
+            "encoding": {"x": {"field": "impressions", "type": "quantitative"},
+                         "y": {"field": "cumulative regret", "type": "quantitative"},
+                         "color": {"field": "policy", "type": "nominal"}},
+        }))
         self.next(self.end)
 
     @step
     def end(self):
         print("\n" + self.table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
         print(f"\nbest by DR: {self.best_name}; random {self.random:.4f}, oracle {self.oracle:.4f}")
+
+
+def _online_checks(sim, inputs, seed, n, batches=20, batch=250):
+    """What the offline estimates cannot show: an A/B test of each trained policy against random
+    artwork on fresh members, and the regret of each policy class learning online from scratch."""
+    import numpy as np
+    import pandas as pd
+
+    from reelflow.content import bandits
+    from reelflow.content.experiments import compare
+
+    rng = np.random.default_rng(seed + 1)
+    imp = sim.impressions(n)
+    control = sim.plays(imp, rng.integers(0, sim.n_artworks, n))
+    rows = []
+    for i in inputs:
+        actions, _ = i.policy.select(imp.contexts)
+        rows.append(compare(control, sim.plays(imp, actions), metric=i.policy_name))
+    curves = []
+    for i in inputs:
+        policy = getattr(bandits, i.policy_name)(n_actions=sim.n_artworks, random_state=seed, **POLICIES[i.policy_name])
+        total = 0.0
+        for b in range(batches):
+            step_imp = sim.impressions(batch)
+            actions, _ = policy.select(step_imp.contexts)
+            policy.update(step_imp.contexts, actions, sim.plays(step_imp, actions))
+            best = step_imp.play_prob.max(axis=1)
+            total += float((best - step_imp.play_prob[np.arange(batch), actions]).sum())
+            curves.append({"policy": i.policy_name, "impressions": (b + 1) * batch, "cumulative regret": total})
+    random_regret = 0.0
+    for b in range(batches):
+        step_imp = sim.impressions(batch)
+        random_regret += float((step_imp.play_prob.max(axis=1) - step_imp.play_prob.mean(axis=1)).sum())
+        curves.append({"policy": "random", "impressions": (b + 1) * batch, "cumulative regret": random_regret})
+    return pd.concat(rows, ignore_index=True), curves
 
 
 if __name__ == "__main__":
