@@ -285,9 +285,11 @@ def test_card_get_writes_one_offline_file(write_flow, tmp_path):
     extra = subprocess.run([*cli, "get", "CardFlow/1/start/1", str(out), "--id", "extra"], capture_output=True,
                            text=True, timeout=60)
     assert extra.returncode == 0 and "<th>a</th>" in out.read_text()
+    step = subprocess.run([*cli, "get", "CardFlow/1/wait", str(out)], capture_output=True, text=True, timeout=60)
+    assert step.returncode == 0 and "waiting" in out.read_text()  # a step with one task names it
     listed = subprocess.run([*cli, "list", "CardFlow/1/start/1"], capture_output=True, text=True, timeout=60)
     assert "default" in listed.stdout and "extra" in listed.stdout
-    for args, match in ((["CardFlow/1/end/4"], "has no card"), (["CardFlow/1/start"], "malformed"),
+    for args, match in ((["CardFlow/1/end/4"], "has no card"), (["CardFlow/1"], "malformed"),
                         (["CardFlow/9/start/1"], "does not exist"),
                         (["CardFlow/1/start/1", "--id", "nope"], "its cards are default, extra")):
         bad = subprocess.run([*cli, "get", *args[:1], str(tmp_path / "x.html"), *args[1:]], capture_output=True,

@@ -40,6 +40,12 @@ class StoredCard:
         return render_card_html(self.document())
 
 
+def _card_rows(store: Store, run_id: str, step: str) -> list[dict[str, Any]]:
+    from ._storage import card_rows
+
+    return card_rows(store, run_id, step)
+
+
 def cards_of_task(store: Store, flow: str, run_id: str, step: str, task_id: int,
                   attempt: int | None = None) -> list[StoredCard]:
     """Cards of one task: of ``attempt``, or of its latest attempt that has cards."""
@@ -64,11 +70,20 @@ def get_cards(pathspec: str, *, attempt: int | None = None) -> list[StoredCard]:
     from ..store import get_store
 
     bits = str(pathspec).strip("/").split("/")
-    if len(bits) != 4 or not all(bits) or not bits[3].isdigit():
-        raise NotFoundError(f"card pathspec {pathspec!r} is malformed; write it as FlowName/RUN_ID/step/TASK_ID")
+    if len(bits) not in (3, 4) or not all(bits) or (len(bits) == 4 and not bits[3].isdigit()):
+        raise NotFoundError(f"card pathspec {pathspec!r} is malformed; write it as FlowName/RUN_ID/step/TASK_ID "
+                            "(or FlowName/RUN_ID/step for a step with one task)")
     store = get_store(create=False)
+    store.metadata.get_run(bits[0], bits[1])  # NotFoundError naming the run
+    if len(bits) == 3:  # a step: its only task
+        ids = sorted({r["task_id"] for r in store.metadata.tasks_of_run(bits[1], bits[2])})
+        ids = ids or sorted({r["task_id"] for r in _card_rows(store, bits[1], bits[2])})
+        if len(ids) != 1:
+            raise NotFoundError(
+                f"step {pathspec} has {len(ids)} tasks" + (f" ({', '.join(map(str, ids[:10]))})" if ids else "")
+                + "; name one: FlowName/RUN_ID/step/TASK_ID")
+        bits.append(str(ids[0]))
     flow, run_id, step, task_id = bits
-    store.metadata.get_run(flow, run_id)  # NotFoundError naming the run
     found = cards_of_task(store, flow, run_id, step, int(task_id), attempt)
     if not found:
         namespace(None)
