@@ -176,7 +176,7 @@ def runs_list(flow: str | None, limit: int, tags: Sequence[str], where: Sequence
 
     namespace(None)
     try:
-        found = find_runs(flow, tags=tags, where=where)[:limit]
+        found = find_runs(flow, tags=tags, where=where, limit=limit)
     except ParameterError as exc:  # a --where that cannot be read
         raise click.UsageError(str(exc)) from None
     if not found:

@@ -76,7 +76,7 @@ class Flow:
         self._store = _store or get_store(create=False)
         self.id = name
         self.pathspec = name
-        if name not in self._store.metadata.list_flows():
+        if not self._store.metadata.has_flow(name):
             raise NotFoundError(f"flow {name!r} has no runs in the store ({self._store.describe()})")
 
     def runs(self, *tags: str) -> list[Run]:
@@ -110,15 +110,30 @@ class Flow:
 
     @property
     def latest_run(self) -> Run | None:
-        """The newest run in the current namespace (None, with a warning naming the namespace, if none)."""
-        runs = self._runs((), successful=False)
-        return runs[0] if runs else None
+        """The newest run in the current namespace (None, with a warning naming the namespace, if none).
+
+        One indexed query: as fast with 100,000 runs as with one.
+        """
+        return self._latest(successful=False)
 
     @property
     def latest_successful_run(self) -> Run | None:
-        """The newest successful run in the current namespace (None, with a warning, if none)."""
-        runs = self._runs((), successful=True)
-        return runs[0] if runs else None
+        """The newest successful run in the current namespace (None, with a warning, if none).
+
+        One indexed query: as fast with 100,000 runs as with one.
+        """
+        return self._latest(successful=True)
+
+    def _latest(self, *, successful: bool) -> Run | None:
+        ns = get_namespace()
+        statuses = ("succeeded",) if successful else ()
+        md = self._store.metadata
+        rows = md.recent_runs(self.id, limit=1, statuses=statuses, tags=() if ns is None else (ns,))
+        if rows:
+            return Run._from_row(rows[0], self._store)
+        if ns is not None:  # none in the namespace: say whose runs there are (the slow path is the rare one)
+            self._runs((), successful=successful)
+        return None
 
     def __getitem__(self, run_id: str) -> Run:
         return Run(f"{self.id}/{run_id}", _store=self._store)

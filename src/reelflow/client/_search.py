@@ -57,12 +57,20 @@ def _matches(run_row: dict[str, Any], final: dict[str, float], cond: tuple[str, 
         return False
 
 
-def find_runs(flow: str | None = None, *, tags: Sequence[str] = (), where: Sequence[str] = ()) -> list[Run]:
+def find_runs(flow: str | None = None, *, tags: Sequence[str] = (), where: Sequence[str] = (),
+              limit: int | None = None) -> list[Run]:
     """Runs (newest first, in the current namespace) with all ``tags`` that satisfy every
-    ``where`` condition, e.g. ``find_runs("RecsDemoFlow", where=["metrics.ndcg@10 > 0.3"])``."""
+    ``where`` condition, e.g. ``find_runs("RecsDemoFlow", where=["metrics.ndcg@10 > 0.3"])``.
+
+    ``limit`` keeps the newest that many; without ``where`` conditions that is one
+    indexed query whose cost does not grow with the number of runs in the store.
+    """
     store = get_store(create=False)
     conds = [parse_condition(w) for w in where]
     ns = get_namespace()
+    if limit is not None and not conds:
+        want = [*tags, *([ns] if ns is not None else [])]
+        return [Run._from_row(r, store) for r in store.metadata.recent_runs(flow, limit=limit, tags=want)]
     rows = store.metadata.list_runs(flow)
     rows = [r for r in rows if (ns is None or ns in set(r["tags"]) | set(r["system_tags"]))
             and set(tags) <= set(r["tags"]) | set(r["system_tags"])]
@@ -70,7 +78,8 @@ def find_runs(flow: str | None = None, *, tags: Sequence[str] = (), where: Seque
     if conds and any(c[0] == "metrics" for c in conds) and rows:
         for m in store.metadata.metrics_of([r["run_id"] for r in rows]):
             finals[str(m["run_id"])][m["name"]] = m["value"]
-    return [Run._from_row(r, store) for r in rows if all(_matches(r, finals[r["run_id"]], c) for c in conds)]
+    found = [Run._from_row(r, store) for r in rows if all(_matches(r, finals[r["run_id"]], c) for c in conds)]
+    return found if limit is None else found[:limit]
 
 
 def compare_runs(pathspecs: Sequence[str]) -> Any:

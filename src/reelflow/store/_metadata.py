@@ -400,7 +400,8 @@ class MetadataStore(RegistryTables):
         if statuses:
             conds.append(s.runs.c.status.in_(list(statuses)))
         conds.extend(_has_tag(t) for t in tags)
-        want, out = max(0, int(limit)), []
+        want = max(0, int(limit))
+        out: list[dict[str, Any]] = []
         before: int | None = None
         with self._read() as conn:
             while len(out) < want:

@@ -18,6 +18,9 @@ def upgrade(conn: Connection, old_version: int) -> None:
     """Migrate the schema from ``old_version`` to :data:`~._schema.SCHEMA_VERSION`."""
     if old_version < 3:
         _to_3(conn, old_version)
+    if old_version < 4:
+        for ix in s.runs.indexes:  # 4: ix_runs_flow_status
+            ix.create(conn, checkfirst=True)
 
 
 def _to_3(conn: Connection, old_version: int) -> None:

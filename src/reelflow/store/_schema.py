@@ -13,6 +13,8 @@ Version history
    text (up to :data:`~reelflow.store.METRIC_NAME_MAX` characters), and a metric
    ``value`` may be NULL, which is how SQLite stores NaN. Migrating from 2 adds the
    columns, widens the types on PostgreSQL and rebuilds ``metrics`` on SQLite.
+4. Index ``ix_runs_flow_status`` (flow, status, id): the newest (successful) run of a
+   flow is one index seek however many runs the store holds. Migrating adds it.
 
 A run's id is the integer primary key of ``runs`` shown as a string, unique in
 the store, so concurrent flows never collide. A task row is written once, when
@@ -38,7 +40,7 @@ from sqlalchemy import (
 
 __all__ = ["SCHEMA_VERSION", "metadata", "meta", "runs", "tasks", "artifacts", "metrics", "models", "model_aliases", "alias_history"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 metadata = MetaData()
 
@@ -70,6 +72,7 @@ runs = Table(
     Column("status_reason", Text),  # why it ended so, e.g. "SIGTERM (the run was interrupted)"
 )
 Index("ix_runs_flow", runs.c.flow_name, runs.c.id)
+Index("ix_runs_flow_status", runs.c.flow_name, runs.c.status, runs.c.id)
 
 tasks = Table(
     "tasks",
