@@ -31,6 +31,19 @@ def _short(text: str, limit: int = MAX_TEXT) -> tuple[str, bool]:
     return (text, False) if len(text) <= limit else (text[:limit], True)
 
 
+def _repr(v: Any, limit: int) -> str:
+    """A shortened repr that never builds the repr of a whole large container."""
+    try:
+        if isinstance(v, (list, tuple)) and len(v) > 50:
+            head = repr(type(v)(v[:50]))
+            return _short(f"{head[:-1]}, ... ({len(v)} items){head[-1]}", limit)[0]
+        if isinstance(v, (dict, set, frozenset)) and len(v) > 50:
+            return f"<{type(v).__name__} of {len(v)} items>"
+        return _short(repr(v), limit)[0]
+    except Exception as exc:  # noqa: BLE001 - a user's __repr__ may raise anything
+        return f"<repr failed: {type(exc).__name__}>"
+
+
 def _cell(v: Any) -> Any:
     """A table cell as JSON: numbers and bools stay numbers, the rest becomes short text."""
     if v is None or isinstance(v, (bool, int, str)):
@@ -116,15 +129,12 @@ def _preview(obj: Any) -> dict[str, Any]:
     if isinstance(obj, dict):
         items = list(obj.items())[:MAX_DICT_ITEMS]
         return {"kind": "dict", "length": len(obj),
-                "items": [[_short(repr(k), 200)[0], _short(repr(v), 500)[0]] for k, v in items]}
+                "items": [[_repr(k, 200), _repr(v, 500)] for k, v in items]}
     if isinstance(obj, (list, tuple, set, frozenset)):
-        text, cut = _short(repr(obj))
-        return {"kind": "list", "length": len(obj), "value": text, "truncated": cut}
-    try:
-        text, cut = _short(repr(obj))
-    except Exception as exc:  # noqa: BLE001 - a user's __repr__ may raise anything
-        text, cut = f"<repr failed: {type(exc).__name__}>", False
-    return {"kind": "other", "value": text, "truncated": cut}
+        text = _repr(obj if not isinstance(obj, (set, frozenset)) else sorted(obj, key=repr)[:51], MAX_TEXT)
+        return {"kind": "list", "length": len(obj), "value": text, "truncated": len(obj) > 50 or len(text) >= MAX_TEXT}
+    text = _repr(obj, MAX_TEXT)
+    return {"kind": "other", "value": text, "truncated": len(text) >= MAX_TEXT}
 
 
 # -- PNG -----------------------------------------------------------------------------
