@@ -1,10 +1,18 @@
-"""Flow-engine benchmark: reelflow against Metaflow on the same workloads, same run.
+"""Flow-engine benchmark: reelflow against Metaflow on the same workloads, interleaved.
 
-    python benchmarks/flows/bench_flows.py [--repeat 3] [--skip-metaflow]
+    python benchmarks/flows/bench_flows.py [--repeat 5] [--skip-metaflow] [--skip-array]
+    BENCH_METAFLOW_PATH=/tmp/mf python benchmarks/flows/bench_flows.py   # metaflow from pip --target
 
-Workloads (each timed as the whole ``python flow.py run`` command, best of N for
-both engines; the array workload gets a fresh seed per repetition so no engine
-can skip writing identical bytes):
+Engines: ``reelflow`` (durable blobs: the default), ``reelflow REELFLOW_FSYNC=0``
+(no blob flush: what durability costs) and ``metaflow`` (when importable, or found
+under ``$BENCH_METAFLOW_PATH``; local metadata and datastore in a temporary folder).
+Each repetition runs every workload on every engine, the engine order rotating
+from one repetition to the next, so a change of machine load hits all engines
+alike. A figure is the median over repetitions with its min-max; the speed-up is
+metaflow's median / reelflow's median. The load average is printed before and
+after. Workloads (each timed as the whole ``python flow.py run`` command; the
+array workload gets a fresh seed per repetition so no engine can skip writing
+identical bytes):
   linear10   a 10-step linear flow with trivial steps
   foreach100 a foreach over 100 items plus a join
   array200   a 200 MiB float64 array made in start, passed through 3 steps, read in end
@@ -17,13 +25,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import subprocess
 import sys
 import tempfile
 import textwrap
 import time
 from pathlib import Path
+
+import numpy as np
 
 LINEAR = """
 from {lib} import FlowSpec, step
@@ -165,86 +174,140 @@ def timed(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[float, int, i
     dt = time.perf_counter() - t0
     p.returncode = os.waitstatus_to_exitcode(status)
     err = p.stderr.read().decode() if p.stderr else ""
-    if p.returncode != 0 and "BENCH_FAIL" not in env:
+    if p.stderr:
+        p.stderr.close()
+    if p.returncode != 0 and env.get("BENCH_FAIL") != "1":
         raise SystemExit(f"{' '.join(cmd)} failed:\n{err[-2000:]}")
-    peak = max(usage.ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) * 1024
-    return dt, p.returncode, peak
+    return dt, p.returncode, usage.ru_maxrss * 1024
 
 
 def dir_size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def bench_engine(lib: str, root: Path, repeat: int) -> dict[str, float]:
-    folder = root / lib
-    folder.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    if lib == "reelflow":
-        env["REELFLOW_HOME"] = str(folder / ".reelflow")
-        run_args = ["run", "--quiet"]
-    else:
-        env.update({"METAFLOW_DEFAULT_DATASTORE": "local", "METAFLOW_DEFAULT_METADATA": "local",
-                    "METAFLOW_DATASTORE_SYSROOT_LOCAL": str(folder), "USERNAME": "bench"})
-        run_args = ["run"]
-    res: dict[str, float] = {}
-    for name, tpl in (("linear10", LINEAR), ("foreach100", FOREACH)):
-        path = write(folder, name, tpl, lib)
-        res[name] = min(timed([sys.executable, str(path), *run_args], env, folder)[0] for _ in range(repeat))
-    path = write(folder, "array200", ARRAY, lib)
-    store = folder / (".reelflow" if lib == "reelflow" else ".metaflow")
-    before = dir_size(store) if store.exists() else 0
-    times, peaks = [], []
-    for i in range(repeat):
-        dt, _, peak = timed([sys.executable, str(path), *run_args], {**env, "BENCH_SEED": str(i)}, folder)
-        times.append(dt)
-        peaks.append(peak)
-        if i == 0:
-            res["array200_store_mib"] = (dir_size(store) - before) / 2**20
-    res["array200"] = min(times)
-    res["array200_peak_mib"] = max(peaks) / 2**20
-    path = write(folder, "fail4", FAIL4, lib)
-    timed([sys.executable, str(path), *run_args], {**env, "BENCH_FAIL": "1"}, folder)
-    res["resume"] = timed([sys.executable, str(path), "resume", *run_args[1:]], env, folder)[0]
-    if lib == "reelflow":
-        code = "from reelflow import Flow; assert Flow('Foreach100').latest_run.data.total == 9900"
-    else:
-        code = "from metaflow import Flow, namespace; namespace(None); assert Flow('Foreach100').latest_run['join'].task.data.total == 9900"
-    res["client_read"] = min(timed([sys.executable, "-c", code], env, folder)[0] for _ in range(repeat))
-    return res
+class Engine:
+    """One engine's folder, environment and flow files."""
+
+    def __init__(self, name: str, lib: str, root: Path, extra_env: dict[str, str]) -> None:
+        self.name, self.lib = name, lib
+        self.folder = root / name.replace(" ", "_").replace("=", "")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **extra_env}
+        if lib == "reelflow":
+            self.env["REELFLOW_HOME"] = str(self.folder / ".reelflow")
+            self.run_args = ["run", "--quiet"]
+            self.store = self.folder / ".reelflow"
+        else:
+            self.env.update({"METAFLOW_DEFAULT_DATASTORE": "local", "METAFLOW_DEFAULT_METADATA": "local",
+                             "METAFLOW_DATASTORE_SYSROOT_LOCAL": str(self.folder), "USERNAME": "bench"})
+            mf_path = os.environ.get("BENCH_METAFLOW_PATH")
+            if mf_path:  # metaflow installed with pip --target: only its runs see it
+                self.env["PYTHONPATH"] = os.pathsep.join(filter(None, [mf_path, self.env.get("PYTHONPATH")]))
+            self.run_args = ["run"]
+            self.store = self.folder / ".metaflow"
+        self.paths = {name: write(self.folder, name, tpl, lib) for name, tpl in
+                      (("linear10", LINEAR), ("foreach100", FOREACH), ("array200", ARRAY), ("fail4", FAIL4))}
+
+    def run(self, workload: str, rep: int) -> dict[str, float]:
+        """Time one workload once; returns its figures (seconds, MiB)."""
+        py = sys.executable
+        if workload in ("linear10", "foreach100"):
+            return {workload: timed([py, str(self.paths[workload]), *self.run_args], self.env, self.folder)[0]}
+        if workload == "array200":
+            before = dir_size(self.store) if self.store.exists() else 0
+            dt, _, peak = timed([py, str(self.paths["array200"]), *self.run_args],
+                                {**self.env, "BENCH_SEED": str(rep)}, self.folder)
+            return {"array200": dt, "array200_peak_mib": peak / 2**20,
+                    "array200_store_mib": (dir_size(self.store) - before) / 2**20}
+        if workload == "resume":
+            path = str(self.paths["fail4"])
+            timed([py, path, *self.run_args], {**self.env, "BENCH_FAIL": "1"}, self.folder)
+            return {"resume": timed([py, path, "resume", *self.run_args[1:]], self.env, self.folder)[0]}
+        if self.lib == "reelflow":
+            code = "from reelflow import Flow; assert Flow('Foreach100').latest_run.data.total == 9900"
+        else:
+            code = ("from metaflow import Flow, namespace; namespace(None); "
+                    "assert Flow('Foreach100').latest_run['join'].task.data.total == 9900")
+        return {"client_read": timed([py, "-c", code], self.env, self.folder)[0]}
+
+
+def metaflow_available() -> bool:
+    env = dict(os.environ)
+    if os.environ.get("BENCH_METAFLOW_PATH"):
+        env["PYTHONPATH"] = os.environ["BENCH_METAFLOW_PATH"]
+    return subprocess.run([sys.executable, "-c", "import metaflow"], env=env, capture_output=True).returncode == 0
+
+
+def stat(xs: list[float], unit: str = "s") -> str:
+    if not xs:
+        return "-"
+    return f"{np.median(xs):.3f}{unit} ({min(xs):.3f}-{max(xs):.3f})"
+
+
+def load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--skip-metaflow", action="store_true")
+    ap.add_argument("--skip-array", action="store_true", help="leave out the 200 MiB array workload")
+    ap.add_argument("--workloads", default="", help="comma-separated subset, e.g. linear10,resume")
     args = ap.parse_args()
-    try:
-        import metaflow  # noqa: F401
-
-        have_mf = not args.skip_metaflow
-    except ImportError:
-        have_mf = False
+    have_mf = not args.skip_metaflow and metaflow_available()
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average before: {load()}"
+          + ("" if have_mf else "; metaflow not importable (pip install metaflow, or set BENCH_METAFLOW_PATH)"))
+    workloads = ["linear10", "foreach100", "array200", "resume", "client_read"]
+    if args.skip_array:
+        workloads.remove("array200")
+    if args.workloads:
+        workloads = [w for w in workloads if w in args.workloads.split(",")]
+    results: dict[str, dict[str, list[float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        rf = bench_engine("reelflow", root, args.repeat)
-        mf = bench_engine("metaflow", root, args.repeat) if have_mf else {}
-    goals = {"linear10": (0.4, 10), "foreach100": (1.5, 20), "array200": (2.5, 6), "resume": (0.3, None),
+        engines = [Engine("reelflow", "reelflow", root, {}),
+                   Engine("reelflow FSYNC=0", "reelflow", root, {"REELFLOW_FSYNC": "0"})]
+        if have_mf:
+            engines.append(Engine("metaflow", "metaflow", root, {}))
+        results = {e.name: {} for e in engines}
+        if "client_read" in workloads and "foreach100" not in workloads:
+            for e in engines:
+                e.run("foreach100", 0)  # the run the client reads
+        for rep in range(args.repeat):
+            for w in workloads:
+                shift = (rep + workloads.index(w)) % len(engines)
+                for e in engines[shift:] + engines[:shift]:  # rotate the order: load changes hit all alike
+                    for k, v in e.run(w, rep).items():
+                        results[e.name].setdefault(k, []).append(v)
+    print(f"load average after: {load()}")
+    rf, r0 = results["reelflow"], results["reelflow FSYNC=0"]
+    mf = results.get("metaflow", {})
+    goals = {"linear10": (0.25, 12), "foreach100": (1.5, 20), "array200": (2.5, 6), "resume": (0.25, None),
              "client_read": (None, None)}
-    print(f"{'workload':<14} {'reelflow':>10} {'metaflow':>10} {'speed-up':>9}  goal")
-    for k, (limit, ratio) in goals.items():
-        m = mf.get(k)
-        speed = f"{m / rf[k]:.1f}x" if m else "-"
+    print(f"\nmedian (min-max) over {args.repeat} interleaved repetitions; speed-up = metaflow / reelflow medians;"
+          " durability cost = reelflow / reelflow FSYNC=0 medians")
+    print(f"{'workload':<12} {'reelflow':>24} {'reelflow FSYNC=0':>24} {'metaflow':>24} {'speed-up':>9} "
+          f"{'durability':>10}  goal")
+    for k in workloads:
+        if k not in rf:
+            continue
+        limit, ratio = goals[k]
+        a, m = float(np.median(rf[k])), (float(np.median(mf[k])) if mf.get(k) else None)
+        speed = f"{m / a:.1f}x" if m else "-"
         goal = []
         if limit:
-            goal.append(f"<= {limit}s {'ok' if rf[k] <= limit else 'MISSED'}")
+            goal.append(f"<= {limit}s {'ok' if a <= limit else 'MISSED'}")
         if ratio and m:
-            goal.append(f">= {ratio}x {'ok' if m / rf[k] >= ratio else 'MISSED'}")
-        print(f"{k:<14} {rf[k]:>9.3f}s {(f'{m:.3f}s' if m else '-'):>10} {speed:>9}  {', '.join(goal)}")
-    print(f"array200 store size: reelflow {rf['array200_store_mib']:.1f} MiB "
-          f"({rf['array200_store_mib'] / 200:.3f}x the array, goal <= 1.05x)"
-          + (f", metaflow {mf['array200_store_mib']:.1f} MiB" if mf else ""))
-    print(f"array200 peak RSS (largest process): reelflow {rf['array200_peak_mib']:.0f} MiB"
-          + (f", metaflow {mf['array200_peak_mib']:.0f} MiB" if mf else ""))
+            goal.append(f">= {ratio}x {'ok' if m / a >= ratio else 'MISSED'}")
+        print(f"{k:<12} {stat(rf[k]):>24} {stat(r0[k]):>24} {stat(mf.get(k, [])):>24} {speed:>9} "
+              f"{a / float(np.median(r0[k])):>9.2f}x  {', '.join(goal)}")
+    if "array200" in rf:
+        print(f"array200 store size: reelflow {rf['array200_store_mib'][0]:.1f} MiB "
+              f"({rf['array200_store_mib'][0] / 200:.3f}x the array, goal <= 1.05x)"
+              + (f", metaflow {mf['array200_store_mib'][0]:.1f} MiB" if mf.get("array200_store_mib") else ""))
+        print(f"array200 peak RSS (largest process): reelflow {max(rf['array200_peak_mib']):.0f} MiB"
+              + (f", metaflow {max(mf['array200_peak_mib']):.0f} MiB" if mf.get("array200_peak_mib") else ""))
 
 
 if __name__ == "__main__":
