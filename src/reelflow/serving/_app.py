@@ -67,6 +67,7 @@ class ServeConfig:
     max_pending: int = 64
     inline_cells: int = INLINE_CELLS  # users x catalogue at most this (and k x users <= 1000): score on the loop
     freeze_gc: bool = False  # gc.freeze() after each load: for a dedicated server process only
+    max_generate_queue: int = 16  # generation models: jobs waiting at most (429 beyond)
 
 
 UserId = StrictInt | Annotated[StrictStr, Field(max_length=MAX_ID_LENGTH)]
@@ -218,6 +219,13 @@ def create_app(config: ServeConfig, holder: ModelHolder | None = None) -> Any:
         else:
             body = await scoring.run(_answer, *args)
         return Response(body, media_type="application/json")
+
+    from ._generate import is_generator
+
+    if is_generator(holder.current.model):  # reelflow.generate models: async generation jobs
+        from ._generate import mount_generation
+
+        mount_generation(app, holder, max_queue=config.max_generate_queue)
 
     @app.get("/v1/models")
     async def list_models() -> dict[str, Any]:

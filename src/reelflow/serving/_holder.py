@@ -81,6 +81,8 @@ def _loaded(version: int, model: Any, freeze_gc: bool = False) -> Loaded:
 
 
 def check_servable(model: Any, spec: str) -> None:
+    if callable(getattr(model, "generate", None)) and getattr(model, "size", None):
+        return  # a generation model (reelflow.generate): served by serving/_generate.py's routes
     if not callable(getattr(model, "recommend", None)):
         raise ReelflowError(
             f"model {spec} is a {type(model).__name__}, not a recommender (it has no recommend method); "

@@ -1,0 +1,31 @@
+"""Shared helpers of the generation tests: tiny models that train in seconds."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("diffusers")
+pytest.importorskip("PIL")
+
+torch.set_num_threads(1)  # the test machine is shared; tiny models need no more
+
+SIZE = 32
+
+
+def tiny_model(epochs: int = 2, n: int = 32, seed: int = 0):
+    from reelflow.generate import Sketch2Background, make_pairs
+
+    sk, bg = make_pairs(n, seed=seed, size=SIZE)
+    return Sketch2Background(size=SIZE, width=8, depth=3, epochs=epochs, batch_size=8, device="cpu",
+                             random_state=seed).fit(sk, bg, verbose=False)
+
+
+def write_sketches(folder, n: int, seed: int = 5, start: int = 0):
+    from reelflow.generate import make_pairs, png_bytes
+
+    folder.mkdir(parents=True, exist_ok=True)
+    sk, bg = make_pairs(n, seed=seed, size=SIZE)
+    for i, s in enumerate(sk):
+        (folder / f"sketch-{start + i:03d}.png").write_bytes(png_bytes(s))
+    return sk, bg
