@@ -31,7 +31,7 @@ def as_sketch_batch(sketches: Any, size: int, *, what: str = "sketches") -> np.n
                               f"got shape {x.shape}; resize them or use a model trained at that size")
     if x.dtype != np.uint8:
         raise ImageInputError(f"{what} must be uint8 (0 ink .. 255 paper), got {x.dtype}")
-    return np.ascontiguousarray(x)
+    return np.ascontiguousarray(x) if x.flags.writeable else x.copy()
 
 
 def _open(data: bytes, name: str) -> Any:

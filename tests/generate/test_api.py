@@ -1,0 +1,77 @@
+"""Public names, the missing-extra error, and approved outputs as bandit arms."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from generate._gen import SIZE, tiny_model
+
+import reelflow.generate as gen
+
+
+def test_public_names():
+    assert sorted(gen.__all__) == sorted(set(gen.__all__))
+    for name in gen.__all__:
+        assert getattr(gen, name) is not None, name
+    assert "Sketch2Background" in dir(gen)
+
+
+def test_missing_extra_names_the_install(tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(textwrap.dedent("""
+        import importlib.abc, sys
+        class _Block(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in {"torch", "diffusers"}:
+                    raise ModuleNotFoundError(name)
+        sys.meta_path.insert(0, _Block())
+    """))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    p = subprocess.run([sys.executable, "-c", "import reelflow.generate"], capture_output=True, text=True, env=env,
+                       timeout=120)
+    assert p.returncode != 0
+    assert "MissingExtraError" in p.stderr and "pip install 'reelflow[gen]'" in p.stderr
+    assert "torch" in p.stderr and "diffusers" in p.stderr
+
+
+def test_approved_outputs_become_bandit_arms(reelflow_home):
+    pytest.importorskip("sklearn")
+    from reelflow.content.bandits import BernoulliTS, LinUCB
+    from reelflow.errors import ReelflowError
+    from reelflow.generate import GenerationItem, GenerationSettings, approve, make_pairs, run_generation
+    from reelflow.generate._sources import ResolvedModel
+    from reelflow.store import get_store
+
+    model = tiny_model(epochs=1, n=8)
+    sk, _ = make_pairs(3, seed=2, size=SIZE)
+    items = [GenerationItem(name=f"s{i}", seed=i, sketch=s) for i, s in enumerate(sk)]
+    rows = run_generation(ResolvedModel(model, "test", "registry", "test/1", "test"), items,
+                          GenerationSettings(device="cpu"), store=get_store(), verbose=False)
+    ids = [r["id"] for r in rows]
+    approve(ids[0])
+    approve(ids[1])
+
+    rng = np.random.default_rng(0)
+    policy = LinUCB(n_actions=3, random_state=0)
+    x = rng.normal(size=(50, 4))
+    policy.update(x, rng.integers(0, 3, 50), rng.random(50))
+    arms = gen.add_artwork_arms(policy, ids[:2])
+    assert [a.action for a in arms] == [3, 4] and policy.n_actions == 5
+    assert [a.output_id for a in arms] == ids[:2] and arms[0].features.shape == (10,)
+    dist = policy.action_distribution(x[:5])
+    assert dist.shape == (5, 5) and np.allclose(dist.sum(axis=1), 1)
+    policy.update(x[:5], np.array([4, 4, 3, 3, 0]), np.ones(5))  # the new arms learn like the old
+
+    ts = BernoulliTS(n_actions=2, random_state=0)
+    ts.update(np.zeros((4, 1)), np.array([0, 1, 0, 1]), np.array([1, 0, 1, 0]))
+    gen.add_artwork_arms(ts, ids[:1])
+    assert ts.n_actions == 3 and ts.action_distribution(np.zeros((2, 1))).shape[1] == 3
+
+    with pytest.raises(ReelflowError, match="pending, not approved"):
+        gen.add_artwork_arms(policy, [ids[2]])
