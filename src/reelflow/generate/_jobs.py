@@ -118,7 +118,7 @@ def run_generation(
             seeds = [it.seed for it in batch_items]
             t0 = time.time()
             if batch_items[0].sketch is not None:
-                images = model.generate(np.stack([it.sketch for it in batch_items]), seeds=seeds, device=device)
+                images = model.generate(np.stack([np.asarray(it.sketch) for it in batch_items]), seeds=seeds, device=device)
             else:
                 images = model.generate([it.prompt for it in batch_items], seeds=seeds, steps=settings.steps,
                                         guidance=settings.guidance, negative_prompt=settings.negative_prompt,

@@ -37,7 +37,7 @@ def contact_sheet(columns: Sequence[Sequence[np.ndarray]], path: str | Path, *, 
             sheet[y:y + h, x + j * w:x + (j + 1) * w] = _rgb(col[i])
     img = Image.fromarray(sheet)
     if scale > 1:
-        img = img.resize((sheet.shape[1] * scale, sheet.shape[0] * scale), Image.NEAREST)
+        img = img.resize((sheet.shape[1] * scale, sheet.shape[0] * scale), Image.Resampling.NEAREST)
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     img.save(p)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from typing import Any, cast
 
 from reelflow import FlowSpec, Parameter, card, current, resources, step
 
@@ -83,7 +84,7 @@ class TrainBackgroundsFlow(FlowSpec):
             chart.update({"mark": "line", "data": {"values": rows}, "encoding": {
                 "x": {"field": "epoch", "type": "quantitative"}, "y": {"field": "val_psnr", "type": "quantitative"}}})
             current.card.refresh()
-            if (epoch + 1) % max(1, self.checkpoint_every) == 0:
+            if (epoch + 1) % max(1, int(cast(Any, self.checkpoint_every))) == 0:
                 self.checkpoints[epoch] = model.__getstate__()["weights_"]
             print(f"epoch {epoch}: loss {row['loss']:.4f}, held-out PSNR {val:.2f} dB, {row['seconds']:.0f} s",
                   flush=True)
