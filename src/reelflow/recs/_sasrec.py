@@ -6,7 +6,6 @@ a SASRec fits or scores: ``import reelflow.recs`` never loads torch.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -67,6 +66,8 @@ class SASRec(RecommenderBase):
         validation, train on every item until ``max_epochs`` or ``time_budget``).
     time_budget : wall-clock seconds of training at most (None: no limit).
     device : ``"auto"`` (a CUDA GPU when there is one, else the CPU), ``"cpu"``, ``"cuda"``...
+    mixed_precision : train in bfloat16 autocast (None: where it helps, i.e. on a CUDA GPU
+        or a CPU with native bfloat16; scoring is always float32).
     threads : CPU threads for torch during fit and scoring (default: the cores, at most 8).
     random_state : seed of weight initialisation, shuffling, dropout and negatives.
     checkpoint_dir : folder for the per-epoch checkpoint (None: the task's folder inside
@@ -90,6 +91,7 @@ class SASRec(RecommenderBase):
         patience: int | None = 5,
         time_budget: float | None = 900.0,
         device: str = "auto",
+        mixed_precision: bool | None = None,
         threads: int | None = None,
         random_state: int = 0,
         checkpoint_dir: str | None = None,
@@ -108,6 +110,7 @@ class SASRec(RecommenderBase):
         self.patience = patience
         self.time_budget = time_budget
         self.device = device
+        self.mixed_precision = mixed_precision
         self.threads = threads
         self.random_state = random_state
         self.checkpoint_dir = checkpoint_dir
@@ -329,8 +332,7 @@ class _Trainer:
         net.train()
         perm = self.trainable[torch.randperm(len(self.trainable), generator=self.gen).numpy()]
         total, count = 0.0, 0
-        amp = (torch.autocast(device_type="cuda", dtype=torch.bfloat16) if self.device.type == "cuda"
-               else contextlib.nullcontext())
+        amp = nt.autocast(self.device, m.mixed_precision)
         for lo in range(0, len(perm), int(m.batch_size)):
             batch = nt.pad_batch([self.train_seqs[u] for u in perm[lo : lo + int(m.batch_size)].tolist()],
                                  int(m.max_len) + 1)
@@ -387,7 +389,8 @@ def _checkpoint_path(model: SASRec) -> Path | None:
 def _fingerprint(model: SASRec, seqs: list[np.ndarray]) -> str:
     """Settings and data a checkpoint belongs to (a checkpoint of anything else is not resumed)."""
     h = hashlib.sha256(json.dumps({k: v for k, v in model.get_params().items() if k not in ("checkpoint_dir",
-                                   "max_epochs", "time_budget", "device", "threads")}, sort_keys=True).encode())
+                                   "max_epochs", "time_budget", "device", "threads",
+                                   "mixed_precision")}, sort_keys=True).encode())
     for s in seqs:
         h.update(np.asarray(s, np.int64).tobytes() + b"|")
     return h.hexdigest()
