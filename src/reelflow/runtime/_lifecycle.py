@@ -21,10 +21,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from ..store import ArtifactRef, Store, TaskRecord
-from ._pool import WorkerPool
+from ..store import Store, TaskRecord
+from ._state import RunState
 from ._task import TaskResult
-from ._worker import Worker
 
 __all__ = ["RunLifecycle", "Beater", "HEARTBEAT_SECONDS", "INTERRUPTED"]
 
@@ -33,21 +32,15 @@ INTERRUPTED = "Interrupted:"  # how the exception of a task stopped by an interr
 
 
 class RunLifecycle:
-    """Starting, stopping and recording a run (state lives on the LocalRuntime)."""
+    """Starting, stopping and recording a run (its state is ``self.state``, a :class:`RunState`)."""
 
     flow_cls: Any
     flow_name: str
     store: Store
     quiet: bool
-    run_id: str
-    pool: WorkerPool
-    records: list[tuple[TaskRecord, dict[str, ArtifactRef]]]
-    failure: str | None
-    interrupted: int | None
-    _in_step: bool
-    _last_beat: float
+    state: RunState
 
-    def _worker_ended(self, w: Worker, result: TaskResult) -> None:
+    def _worker_ended(self, w: Any, result: TaskResult) -> None:
         raise NotImplementedError  # the scheduler records the task and moves on
 
     def _flush_records(self) -> None:
@@ -57,29 +50,29 @@ class RunLifecycle:
         bad row costs only its own task: that task is recorded as failed (without the
         values the database refused) and the run fails naming it and the cause.
         """
-        if not self.records:
+        if not self.state.records:
             return
-        items, self.records = self.records, []
+        items, self.state.records = self.state.records, []
         md = self.store.metadata
         try:
-            md.record_tasks(self.run_id, items)
+            md.record_tasks(self.state.run_id, items)
             return
         except Exception:  # noqa: BLE001 - retried row by row below, which names the culprit
             pass
         for rec, arts in items:
             try:
-                md.record_task(self.run_id, rec, arts)
+                md.record_task(self.state.run_id, rec, arts)
                 continue
             except Exception as exc:  # noqa: BLE001 - the database refused this row
                 cause = _one_line(exc)
-            pathspec = f"{self.flow_name}/{self.run_id}/{rec.step_name}/{rec.task_id}"
+            pathspec = f"{self.flow_name}/{self.state.run_id}/{rec.step_name}/{rec.task_id}"
             why = f"its record could not be written to the metadata database: {cause}"
             try:
-                md.record_task(self.run_id, dataclasses.replace(rec, status="failed", metrics=[], exception=why), {})
+                md.record_task(self.state.run_id, dataclasses.replace(rec, status="failed", metrics=[], exception=why), {})
             except Exception:  # noqa: BLE001 - nothing more to keep; the run fails below
                 pass
-            if self.failure is None:
-                self.failure = (
+            if self.state.failure is None:
+                self.state.failure = (
                     f"step {rec.step_name!r} failed (task {pathspec}): {why}. The run's other tasks were "
                     f"recorded; fix the step (e.g. the metrics it logs), then resume: `{self._resume_hint()}`"
                 )
@@ -95,10 +88,10 @@ class RunLifecycle:
             # The first signal only sets the flag: the loop stops the workers and records the
             # run within a fraction of a second. An in-process step, or a second signal while
             # that takes too long, is stopped where it is.
-            again = self.interrupted is not None
+            again = self.state.interrupted is not None
             if not again:
-                self.interrupted = signum
-            if self._in_step or again:
+                self.state.interrupted = signum
+            if self.state.in_step or again:
                 raise KeyboardInterrupt
 
         previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -110,12 +103,12 @@ class RunLifecycle:
 
     def _stop_workers(self) -> None:
         """Stop the running workers (and their process groups); record them as failed."""
-        pool = getattr(self, "pool", None)
-        if pool is None:
+        executor = self.state.executor
+        if executor is None:
             return
-        reason = (f"{signal.Signals(self.interrupted).name} (the run was interrupted)" if self.interrupted is not None
+        reason = (f"{signal.Signals(self.state.interrupted).name} (the run was interrupted)" if self.state.interrupted is not None
                   else "the scheduler: another task failed")
-        for w, result in pool.abort():
+        for w, result in executor.cancel():
             if result is not None and result.status == "succeeded":  # it finished just in time
                 self._worker_ended(w, result)
                 continue
@@ -130,7 +123,7 @@ class RunLifecycle:
                 stdout_key=w.logs["stdout"].close() if w.logs else None,
                 stderr_key=w.logs["stderr"].close() if w.logs else None,
             )
-            self.records.append((rec, {}))
+            self.state.records.append((rec, {}))
 
     def _salvage_records(self) -> None:
         try:
@@ -139,15 +132,15 @@ class RunLifecycle:
             pass
 
     def _finish_run(self, status: str, reason: str | None) -> None:
-        self.store.metadata.finish_run(self.run_id, status, reason=reason)
+        self.store.metadata.finish_run(self.state.run_id, status, reason=reason)
 
     def _heartbeat(self, force: bool = False) -> None:
         now = time.monotonic()
-        if not force and now - self._last_beat < HEARTBEAT_SECONDS:
+        if not force and now - self.state.last_beat < HEARTBEAT_SECONDS:
             return
-        self._last_beat = now
+        self.state.last_beat = now
         try:
-            self.store.metadata.heartbeat(self.run_id)
+            self.store.metadata.heartbeat(self.state.run_id)
         except Exception:  # noqa: BLE001 - a missed beat must not fail the run
             pass
 
@@ -155,15 +148,15 @@ class RunLifecycle:
         module = sys.modules.get(self.flow_cls.__module__)
         path = getattr(module, "__file__", None)
         if not path:
-            return f"reelflow resume <flow file> --origin-run-id {self.run_id}"
+            return f"reelflow resume <flow file> --origin-run-id {self.state.run_id}"
         try:
             shown = os.path.relpath(path)
         except ValueError:
             shown = path
         shown = shown if not shown.startswith("..") else path
         if sys.argv and os.path.abspath(sys.argv[0]) == os.path.abspath(path):
-            return f"python {shown} resume --origin-run-id {self.run_id}"
-        return f"reelflow resume {shown} --origin-run-id {self.run_id}"
+            return f"python {shown} resume --origin-run-id {self.state.run_id}"
+        return f"reelflow resume {shown} --origin-run-id {self.state.run_id}"
 
     def _where(self) -> str:
         describe = getattr(self.store, "describe", None)

@@ -27,44 +27,24 @@ import os
 import signal
 import sys
 import time
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from ..errors import ParameterError, RunFailedError, RunInterruptedError
+from ..errors import ParameterError, ReelflowError, RunFailedError, RunInterruptedError
 from ..flows._decorators import StepDecorator
 from ..flows._parameters import ParameterContext
 from ..flows._spec import FlowSpec
 from ..store import ArtifactRef, Store, TaskRecord, get_store
 from . import _tmp
-from ._inprocess import run_inprocess
+from ._executors import Attempt, Executor, ExecutorContext, make_executor, resolve_executor_name
 from ._lifecycle import INTERRUPTED, Beater, RunLifecycle
-from ._logs import LogSink
 from ._options import check_run_id
-from ._pool import WorkerPool
+from ._state import Origin, Pending, RunState
 from ._task import TaskResult, TaskSpec
-from ._worker import Worker
 
 __all__ = ["LocalRuntime"]
 
 _LOG_TAIL_LINES = 20
-
-
-@dataclass
-class _Pending:
-    spec: TaskSpec
-    frames: list[dict[str, Any]]
-    not_before: float = 0.0
-    clone: dict[str, Any] | None = None  # origin task to clone instead of running
-
-
-@dataclass
-class _Origin:
-    run_id: str
-    tasks: dict[str, dict[str, Any]]  # task_key -> successful task row (+ "refs")
-    rerun: set[str]
 
 
 class LocalRuntime(RunLifecycle):
@@ -79,9 +59,15 @@ class LocalRuntime(RunLifecycle):
     tags : user tags of the run.
     with_decorators : decorators attached to every step (``--with retry``).
     quiet : do not echo task output.
-    inprocess : run every task in this process (breakpoints and pdb work; output is not captured).
+    inprocess : run every task in this process (breakpoints and pdb work); the same as
+        ``executor="inprocess"``.
+    use_fork : False: start workers as fresh interpreters (``executor="spawn"``).
+    on_run_created : called with the run id as soon as the run is recorded.
     zygote : a fork server (``_zygote.Zygote``) started before heavy imports; workers are
-        forked from it, which is cheaper than forking this process.
+        forked from it, which is cheaper than forking this process (``executor="forkserver"``).
+    executor : how tasks run: ``inprocess``, ``fork``, ``forkserver``, ``spawn`` or ``ray``
+        (see ``_executors.py``); default ``$REELFLOW_EXECUTOR``, else what the flags above imply.
+    executor_options : keyword arguments of the executor (Ray: ``address``, ``num_cpus``).
     """
 
     def __init__(
@@ -98,28 +84,28 @@ class LocalRuntime(RunLifecycle):
         use_fork: bool = True,
         on_run_created: Callable[[str], None] | None = None,
         zygote: Any = None,
+        executor: str | None = None,
+        executor_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.flow_cls = flow_cls
         self.graph = flow_cls.graph()
         self.store = store or get_store()
-        self.max_workers = max(1, max_workers or os.cpu_count() or 1)
+        self.executor_name = resolve_executor_name(executor, inprocess=inprocess, use_fork=use_fork, zygote=zygote)
+        self.executor_options = dict(executor_options or {})
+        self.max_workers = max_workers  # None: the executor's default
         if max_num_splits < 1:
             raise ParameterError("--max-num-splits must be at least 1")
         self.max_num_splits = max_num_splits
         self.tags = frozenset(tags)
         self.with_decorators = {d.name: d for d in with_decorators}
         self.quiet = quiet
-        self.inprocess = inprocess
-        self.use_fork = use_fork
+        self.inprocess = self.executor_name == "inprocess"
         self.on_run_created = on_run_created
         self.zygote = zygote
         self.flow_name = flow_cls.__name__
         self.user = self.store.config.user
         self.tmp_base = self.store.config.home / "tmp"
-        self.tmp_dir: Path | None = None
-        self.interrupted: int | None = None  # the signal that stopped the run
-        self._in_step = False  # an in-process step is running (a signal must stop it)
-        self._last_beat = 0.0
+        self.state = RunState()  # replaced by a fresh one for each run
 
     # -- entry points ------------------------------------------------------------
     def run(self, raw_params: Mapping[str, Any] | None = None) -> str:
@@ -127,6 +113,7 @@ class LocalRuntime(RunLifecycle):
         params = self._resolve_params(raw_params or {})
         self.store.preflight()  # an unusable store is one clear error before any run is recorded
         param_refs = {name: self.store.save(value) for name, value in params.items()}
+        self.state = RunState()
         with self._signals():
             reprs = {name: _short_repr(v) for name, v in params.items()}
             run_id = self._create_run(param_refs, reprs, origin_run_id=None)
@@ -179,11 +166,12 @@ class LocalRuntime(RunLifecycle):
         param_refs = {
             name: ArtifactRef(p["key"], p["size"], p["type"]) for name, p in origin_run["params"].items()
         }
+        self.state = RunState()
         with self._signals():
             run_id = self._create_run(
                 param_refs, {k: v["repr"] for k, v in origin_run["params"].items()}, origin_run_id=origin_run_id
             )
-            return self._execute(run_id, param_refs, origin=_Origin(origin_run_id, tasks, rerun))
+            return self._execute(run_id, param_refs, origin=Origin(origin_run_id, tasks, rerun))
 
     # -- setup ---------------------------------------------------------------------
     def _resolve_params(self, raw: Mapping[str, Any]) -> dict[str, Any]:
@@ -234,32 +222,25 @@ class LocalRuntime(RunLifecycle):
         return {**self.with_decorators, **self.graph[step].decorators}
 
     # -- the scheduling loop ---------------------------------------------------------
-    def _execute(self, run_id: str, param_refs: dict[str, ArtifactRef], origin: _Origin | None) -> str:
-        self.run_id = run_id
-        self.param_refs = param_refs
-        self.origin = origin
-        self.next_task_id = 1
-        self.ready: deque[_Pending] = deque()
-        self.buckets: dict[tuple[str, int], dict[int, tuple[TaskSpec, dict[str, ArtifactRef]]]] = {}
-        self.visits: dict[tuple[str, str], int] = {}
-        self.records: list[tuple[TaskRecord, dict[str, ArtifactRef]]] = []
-        self.failure: str | None = None
+    def _execute(self, run_id: str, param_refs: dict[str, ArtifactRef], origin: Origin | None) -> str:
+        st = self.state  # made by run() / resume() before the signal handlers went in
+        st.run_id = run_id
+        st.param_refs = param_refs
+        st.origin = origin
         started = time.time()
-        beater = Beater(self) if self.inprocess else None
+        beater: Beater | None = None
         try:
             _tmp.clean_stale(self.tmp_base)
-            self.tmp_dir = _tmp.make_run_dir(self.tmp_base)
-            self.pool = WorkerPool(self.flow_cls, self.store, self.tmp_dir, echo=None if self.quiet else self._emit,
-                                   use_fork=self.use_fork,
-                                   zygote=self.zygote)
+            st.tmp_dir = _tmp.make_run_dir(self.tmp_base)
+            ctx = ExecutorContext(self.flow_cls, self.store, st.tmp_dir, echo=None if self.quiet else self._emit)
+            st.executor = make_executor(self.executor_name, ctx, zygote=self.zygote, options=self.executor_options)
+            if st.executor.runs_here:  # the loop blocks in the steps: beat from a thread
+                beater = Beater(self)
             self._say(f"Run {self.flow_name}/{run_id} started" + (f" (resuming {origin.run_id})" if origin else ""),
                       always=True)
             self._heartbeat(force=True)
             self._schedule("start", None, dict(param_refs), [])
-            try:
-                self._loop()
-            finally:
-                self.pool.close()
+            self._loop()
             self._flush_records()
         except BaseException as exc:  # noqa: BLE001 - recorded, then re-raised
             # A crash of the scheduler itself (or an interrupt before the loop
@@ -274,22 +255,24 @@ class LocalRuntime(RunLifecycle):
         finally:
             if beater is not None:
                 beater.stop()
-            _tmp.remove_run_dir(self.tmp_dir)
-            self.tmp_dir = None
-        if self.interrupted is not None:
-            name = signal.Signals(self.interrupted).name
+            if st.executor is not None:
+                st.executor.shutdown()
+            _tmp.remove_run_dir(st.tmp_dir)
+            st.tmp_dir = None
+        if self.state.interrupted is not None:
+            name = signal.Signals(self.state.interrupted).name
             self._finish_run("failed", "interrupted")
             self._say(f"Run {self.flow_name}/{run_id} interrupted ({name}); stopped its tasks and marked it failed",
                       always=True)
             raise RunInterruptedError(
                 f"run {self.flow_name}/{run_id} was interrupted ({name}) and is marked failed; "
                 f"continue it with `{self._resume_hint()}`",
-                self.interrupted,
+                self.state.interrupted,
             )
-        status = "failed" if self.failure else "succeeded"
-        self._finish_run(status, self.failure.splitlines()[0][:300] if self.failure else None)
-        if self.failure:
-            raise RunFailedError(self.failure)
+        status = "failed" if self.state.failure else "succeeded"
+        self._finish_run(status, self.state.failure.splitlines()[0][:300] if self.state.failure else None)
+        if self.state.failure:
+            raise RunFailedError(self.state.failure)
         self._say(
             f"Run {self.flow_name}/{run_id} succeeded in {time.time() - started:.2f}s; stored in "
             f"{self._where()} (look at it: reelflow runs show {self.flow_name}/{run_id})",
@@ -298,39 +281,43 @@ class LocalRuntime(RunLifecycle):
         return run_id
 
     def _loop(self) -> None:
-        while (self.ready or self.pool) and not self.failure and self.interrupted is None:
+        st = self.state
+        executor: Executor = st.executor
+        max_workers = max(1, self.max_workers or executor.default_workers())
+        while (st.ready or executor) and not st.failure and st.interrupted is None:
             now = time.time()
             self._heartbeat()
-            for _ in range(len(self.ready)):
-                if len(self.pool) >= self.max_workers or self.failure or self.interrupted is not None:
+            for _ in range(len(st.ready)):
+                if len(executor) >= max_workers or st.failure or st.interrupted is not None:
                     break
-                p = self.ready.popleft()
+                p = st.ready.popleft()
                 if p.not_before > now:
-                    self.ready.append(p)
+                    st.ready.append(p)
                     continue
                 if p.clone is not None:
                     self._complete_clone(p)
-                elif self.inprocess:
-                    t0 = time.time()
-                    self._in_step = True
-                    try:
-                        timeout = _timeout_seconds(self._decorators(p.spec.step_name))
-                        result, logs = run_inprocess(self.flow_cls, p.spec, self.store, timeout)
-                    finally:
-                        self._in_step = False
-                    self._finish(p, result, t0, logs=logs)
                 else:
-                    self.pool.start(p.spec, p.frames, _timeout_seconds(self._decorators(p.spec.step_name)), now)
+                    self._submit(executor, p, now)
             self._flush_records()
-            if self.pool:
-                for w, result in self.pool.poll():
-                    self._worker_ended(w, result)
-            elif self.ready and not any(p.clone for p in self.ready):
-                wait = min(p.not_before for p in self.ready) - time.time()
+            if executor:
+                for attempt, result in executor.poll():
+                    self._worker_ended(attempt, result)
+            elif st.ready and not any(p.clone for p in st.ready):
+                wait = min(p.not_before for p in st.ready) - time.time()
                 if wait > 0:
                     time.sleep(min(wait, 0.5))
-        if self.failure or self.interrupted is not None:
+        if st.failure or st.interrupted is not None:
             self._stop_workers()
+
+    def _submit(self, executor: Executor, p: Pending, now: float) -> None:
+        decos = self._decorators(p.spec.step_name)
+        self.state.in_step = executor.runs_here  # a signal stops a step running in this thread
+        try:
+            executor.submit(p.spec, p.frames, timeout_seconds=_timeout_seconds(decos), now=now, decorators=decos)
+        except ReelflowError as exc:  # the attempt can never run (e.g. no node has its resources)
+            self.state.failure = f"step {p.spec.step_name!r} cannot run (task {p.spec.pathspec}): {exc}"
+        finally:
+            self.state.in_step = False
 
     # -- completion -------------------------------------------------------------------
     def _emit(self, spec: TaskSpec, stream: str, line: bytes) -> None:
@@ -340,16 +327,16 @@ class LocalRuntime(RunLifecycle):
         out.write(f"[{spec.run_id}/{spec.step_name}/{spec.task_id}] {line.decode('utf-8', 'replace')}\n")
         out.flush()
 
-    def _worker_ended(self, w: Worker, result: TaskResult) -> None:
-        self._finish(_Pending(w.spec, w.frames), result, w.started_at, logs=w.logs)
+    def _worker_ended(self, w: Attempt, result: TaskResult) -> None:
+        self._finish(Pending(w.spec, w.frames), result, w.started_at, logs=w.logs)
 
-    def _finish(self, p: _Pending, result: TaskResult, started_at: float, logs: Mapping[str, LogSink] | None) -> None:
+    def _finish(self, p: Pending, result: TaskResult, started_at: float, logs: Mapping[str, Any] | None) -> None:
         spec = p.spec
         log_keys: dict[str, str | None] = {"stdout": None, "stderr": None}
         for stream, sink in (logs or {}).items():
             log_keys[stream] = sink.close()
-        if result.status == "failed" and self.interrupted is not None:
-            name = signal.Signals(self.interrupted).name
+        if result.status == "failed" and self.state.interrupted is not None:
+            name = signal.Signals(self.state.interrupted).name
             why = f"{INTERRUPTED} the run was stopped by {name}"
             result = dataclasses.replace(result, exception=why,
                                          traceback=why + ("\n" + result.traceback if result.traceback else ""))
@@ -373,28 +360,28 @@ class LocalRuntime(RunLifecycle):
             metrics=result.metrics,
         )
         # Written after the next tasks are launched (see _loop), in one transaction.
-        self.records.append((rec, result.artifacts if result.status == "succeeded" else {}))
+        self.state.records.append((rec, result.artifacts if result.status == "succeeded" else {}))
         if result.status == "succeeded":
             if not self.quiet:
-                self._say(f"[{self.run_id}/{spec.step_name}/{spec.task_id}] done in {rec.finished_at - started_at:.2f}s")
+                self._say(f"[{self.state.run_id}/{spec.step_name}/{spec.task_id}] done in {rec.finished_at - started_at:.2f}s")
             self._advance(spec, p.frames, result.artifacts, result.transition or {})
             return
-        if self.interrupted is not None:  # stopped, not broken: no retry, no @catch
+        if self.state.interrupted is not None:  # stopped, not broken: no retry, no @catch
             return
         retry = decos.get("retry")
         catch = decos.get("catch")
         times = int(retry["times"]) if retry else 0
         if spec.fallback_exception is None and spec.attempt < times:
             delay = 60.0 * float(retry["minutes_between_retries"]) if retry else 0.0
-            self._say(f"[{self.run_id}/{spec.step_name}/{spec.task_id}] attempt {spec.attempt} failed "
+            self._say(f"[{self.state.run_id}/{spec.step_name}/{spec.task_id}] attempt {spec.attempt} failed "
                       f"({result.exception}); retrying" + (f" in {delay:.0f}s" if delay else ""))
-            self.ready.append(_Pending(dataclasses.replace(spec, attempt=spec.attempt + 1), p.frames, time.time() + delay))
+            self.state.ready.append(Pending(dataclasses.replace(spec, attempt=spec.attempt + 1), p.frames, time.time() + delay))
             return
         if catch is not None and spec.fallback_exception is None:
             if catch["print_exception"]:
-                self._say(f"[{self.run_id}/{spec.step_name}/{spec.task_id}] @catch handled: {result.exception}")
+                self._say(f"[{self.state.run_id}/{spec.step_name}/{spec.task_id}] @catch handled: {result.exception}")
             fallback = dataclasses.replace(spec, attempt=spec.attempt + 1, fallback_exception=result.exception or "")
-            self.ready.append(_Pending(fallback, p.frames))
+            self.state.ready.append(Pending(fallback, p.frames))
             return
         tail = ""
         if logs and logs.get("stderr"):
@@ -402,14 +389,14 @@ class LocalRuntime(RunLifecycle):
             tail = "\n--- last lines of its stderr ---\n" + "\n".join(lines)
         elif result.traceback:
             tail = "\n" + result.traceback.rstrip()
-        self.failure = (
+        self.state.failure = (
             f"step {spec.step_name!r} failed (task {spec.pathspec}, attempt {spec.attempt}): {result.exception}{tail}\n"
             f"Fix the step, then resume the run: `{self._resume_hint()}`"
         )
 
-    def _complete_clone(self, p: _Pending) -> None:
+    def _complete_clone(self, p: Pending) -> None:
         origin_row = p.clone
-        assert origin_row is not None and self.origin is not None
+        assert origin_row is not None and self.state.origin is not None
         refs = origin_row["refs"]
         rec = TaskRecord(
             step_name=p.spec.step_name,
@@ -424,12 +411,12 @@ class LocalRuntime(RunLifecycle):
             input_paths=p.spec.input_paths,
             stdout_key=origin_row["stdout_key"],
             stderr_key=origin_row["stderr_key"],
-            cloned_from=f"{self.flow_name}/{self.origin.run_id}/{p.spec.step_name}/{origin_row['task_id']}",
+            cloned_from=f"{self.flow_name}/{self.state.origin.run_id}/{p.spec.step_name}/{origin_row['task_id']}",
             resources=origin_row["resources"],
             result=origin_row["result"],
             metrics=list(origin_row.get("metrics", [])),
         )
-        self.records.append((rec, refs))
+        self.state.records.append((rec, refs))
         self._advance(p.spec, p.frames, refs, origin_row["result"] or {})
 
     def _advance(self, spec: TaskSpec, frames: list[dict[str, Any]], refs: dict[str, ArtifactRef], transition: dict[str, Any]) -> None:
@@ -449,13 +436,13 @@ class LocalRuntime(RunLifecycle):
             n = int(transition["num_splits"])
             param = node.foreach_param
             if n > self.max_num_splits:
-                self.failure = (
+                self.state.failure = (
                     f"step {node.name!r}: foreach over self.{param} would start {n} tasks, more than "
                     f"--max-num-splits {self.max_num_splits}; raise --max-num-splits or shorten the list"
                 )
                 return
             if n == 0:
-                self.failure = f"step {node.name!r}: foreach over an empty self.{param}; a foreach needs at least one item"
+                self.state.failure = f"step {node.name!r}: foreach over an empty self.{param}; a foreach needs at least one item"
                 return
             key = refs[param].key if param in refs else None
             for i in range(n):
@@ -471,42 +458,42 @@ class LocalRuntime(RunLifecycle):
         if node.is_join:
             assert parent is not None
             top = frames[-1]
-            bucket = self.buckets.setdefault((step, top["task_id"]), {})
+            bucket = self.state.buckets.setdefault((step, top["task_id"]), {})
             bucket[top["index"]] = (parent, refs)
             if len(bucket) < top["num_splits"]:
                 return
-            del self.buckets[(step, top["task_id"])]
+            del self.state.buckets[(step, top["task_id"])]
             ordered = [bucket[i] for i in sorted(bucket)]
             join_inputs = [(s.step_name, s.pathspec, r) for s, r in ordered]
             input_paths = [s.pathspec for s, _ in ordered]
-            base = dict(self.param_refs)
+            base = dict(self.state.param_refs)
             frames = frames[:-1]
         path = "/".join(str(f["index"]) for f in frames)
-        visit = self.visits.get((step, path), 0)
-        self.visits[(step, path)] = visit + 1
+        visit = self.state.visits.get((step, path), 0)
+        self.state.visits[(step, path)] = visit + 1
         task_key = f"{step}[{path}]#{visit}"
         spec = TaskSpec(
             flow_name=self.flow_name,
-            run_id=self.run_id,
+            run_id=self.state.run_id,
             step_name=step,
-            task_id=self.next_task_id,
+            task_id=self.state.next_task_id,
             attempt=0,
             task_key=task_key,
             input_paths=input_paths,
             base_refs=base,
-            params=frozenset(self.param_refs),
+            params=frozenset(self.state.param_refs),
             user=self.user,
             tags=self.tags,
-            origin_run_id=self.origin.run_id if self.origin else None,
+            origin_run_id=self.state.origin.run_id if self.state.origin else None,
             foreach_frames=[f for f in frames if f["kind"] == "foreach"],
             join_inputs=join_inputs,
             visit=visit,
         )
-        self.next_task_id += 1
+        self.state.next_task_id += 1
         clone = None
-        if self.origin is not None and step not in self.origin.rerun:
-            clone = self.origin.tasks.get(task_key)
-        self.ready.append(_Pending(spec, frames, clone=clone))
+        if self.state.origin is not None and step not in self.state.origin.rerun:
+            clone = self.state.origin.tasks.get(task_key)
+        self.state.ready.append(Pending(spec, frames, clone=clone))
 
 def _timeout_seconds(decos: Mapping[str, StepDecorator]) -> float:
     t = decos.get("timeout")
