@@ -28,6 +28,10 @@ __all__ = [
     "resources",
     "environment",
     "card",
+    "schedule",
+    "trigger",
+    "trigger_on_finish",
+    "events",
     "Runner",
     "Flow",
     "Run",
@@ -54,6 +58,9 @@ _LAZY = {
     "resources": "reelflow.flows",
     "environment": "reelflow.flows",
     "card": "reelflow.flows",
+    "schedule": "reelflow.flows",
+    "trigger": "reelflow.flows",
+    "trigger_on_finish": "reelflow.flows",
     "Runner": "reelflow.runtime",
     "Flow": "reelflow.client",
     "Run": "reelflow.client",
@@ -79,16 +86,20 @@ if TYPE_CHECKING:  # what IDEs and mypy see
         environment,
         resources,
         retry,
+        schedule,
         step,
         timeout,
+        trigger,
+        trigger_on_finish,
     )
+    from . import events
     from . import registry as models
     from .runtime import Runner
 
 
 def __getattr__(name: str) -> Any:
-    if name == "models":  # the registry module: models.register(...), models.load(...)
-        value = importlib.import_module("reelflow.registry")
+    if name in ("models", "events"):  # modules: models.register(...), events.publish(...)
+        value = importlib.import_module("reelflow.registry" if name == "models" else "reelflow.events")
         globals()[name] = value
         return value
     mod = _LAZY.get(name)

@@ -21,6 +21,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "pandas": ("pandas",),
     "torch": ("torch",),
     "gen": ("numpy", "scipy", "torch", "diffusers", "PIL"),
+    "operate": ("croniter",),
 }
 
 

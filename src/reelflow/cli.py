@@ -221,6 +221,8 @@ def runs_show(pathspec: str) -> None:
                    f"{run.id}`")
     elif run.status_reason:
         click.echo(f"Reason: {run.status_reason}")
+    trig = run.trigger
+    click.echo("Started by: " + (trig.describe() + f" (deployment {trig.deployment})" if trig else "hand (manual)"))
     if run.parameters:
         click.echo("Parameters: " + ", ".join(f"{k}={v}" for k, v in run.parameters.items()))
     if run.user_tags:
@@ -500,6 +502,17 @@ def review_reject(output_ids: Sequence[int], reason: str) -> None:
     for i in output_ids:
         r = api.reject(i, reason=reason)
         click.echo(f"output {i}: rejected by {r['decisions'][-1]['user']}")
+
+
+def _add_operate_commands() -> None:
+    """deploy, deployments, events, scheduler (issue #10: continuous operation)."""
+    from .operate._cli import deploy_cmd, deployments, events, scheduler
+
+    for cmd in (deploy_cmd, deployments, events, scheduler):
+        main.add_command(cmd)
+
+
+_add_operate_commands()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -224,6 +224,14 @@ class Run:
         return self._row["origin_run_id"]  # type: ignore[no-any-return]
 
     @property
+    def trigger(self) -> Any:
+        """How the run was started: a :class:`reelflow.flows.Trigger` (schedule slot, event, upstream
+        run) when the scheduler started it, None when it was started by hand."""
+        from ..operate._trigger_lookup import run_trigger
+
+        return run_trigger(self.id, self._store)
+
+    @property
     def user(self) -> str:
         return str(self._row["user"])
 

@@ -8,6 +8,7 @@ from ._decorators import StepDecorator, card, catch, environment, resources, ret
 from ._graph import FlowGraph, StepNode
 from ._parameters import IncludeFile, JSONType, Parameter, ParameterContext
 from ._spec import FlowSpec
+from ._triggers import Trigger, TriggerEvent, schedule, trigger, trigger_on_finish
 
 __all__ = [
     "FlowSpec",
@@ -24,6 +25,11 @@ __all__ = [
     "resources",
     "environment",
     "card",
+    "schedule",
+    "trigger",
+    "trigger_on_finish",
+    "Trigger",
+    "TriggerEvent",
     "StepDecorator",
     "FlowGraph",
     "StepNode",

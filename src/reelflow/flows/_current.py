@@ -14,6 +14,7 @@ from ..errors import ReelflowError
 
 if TYPE_CHECKING:
     from ..cards import CardCollector
+    from ._triggers import Trigger
 
 __all__ = ["current", "Current", "MAX_METRIC_NAME"]
 
@@ -86,6 +87,16 @@ class Current:
     @property
     def tags(self) -> frozenset[str]:
         return self._get("tags") or frozenset()  # type: ignore[no-any-return]
+
+    @property
+    def trigger(self) -> Trigger | None:
+        """What started this run when the scheduler did (``current.trigger.event.name``, ``.payload``,
+        ``.timestamp``; ``current.trigger.run`` for ``@trigger_on_finish``); None for a run started by hand."""
+        if self._info is None:
+            return None
+        from ._triggers import trigger_from_env
+
+        return trigger_from_env()
 
     @property
     def pathspec(self) -> str | None:

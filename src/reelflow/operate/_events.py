@@ -1,0 +1,78 @@
+"""Events: named payloads recorded in the metadata database; ``@trigger`` deployments consume them."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import insert, select
+
+from ..errors import ParameterError
+
+__all__ = ["publish", "list_events", "check_event_name"]
+
+MAX_PAYLOAD = 1024 * 1024  # bytes of JSON
+
+
+def check_event_name(name: Any) -> str:
+    """``name`` if it is a usable event name, else ParameterError saying what one looks like."""
+    if not isinstance(name, str) or not name.strip() or len(name) > 200 or name.strip() != name:
+        raise ParameterError(f"event name {name!r}: write 1-200 characters without surrounding spaces, "
+                             "e.g. 'ratings.arrived'")
+    return name
+
+
+def publish(name: str, payload: Mapping[str, Any] | None = None, *, at: float | None = None) -> int:
+    """Record event ``name`` with ``payload`` (a JSON-able dict); return its id.
+
+    Deployments with ``@trigger(event=name)`` start a run for it (once each, whichever
+    scheduler sees it first).
+
+    Examples
+    --------
+    >>> from reelflow import events            # doctest: +SKIP
+    >>> events.publish("ratings.arrived", {"day": "2026-01-01"})
+    """
+    from ..store import get_store
+    from ..store._operate_db import operate_tables
+
+    check_event_name(name)
+    if payload is None:
+        payload = {}
+    if not isinstance(payload, Mapping):
+        raise ParameterError(f"event {name!r}: the payload must be a JSON object (a dict), not "
+                             f"{type(payload).__name__}")
+    try:
+        text = json.dumps(dict(payload), allow_nan=False, sort_keys=True)
+    except (TypeError, ValueError) as exc:
+        raise ParameterError(f"event {name!r}: the payload is not JSON ({exc}); use str, numbers, bools, "
+                             "lists and dicts") from None
+    if len(text) > MAX_PAYLOAD:
+        raise ParameterError(f"event {name!r}: the payload is {len(text)} bytes of JSON; the limit is {MAX_PAYLOAD}")
+    store = get_store()
+    sch = operate_tables(store.metadata)
+    when = time.time() if at is None or not math.isfinite(at) else at
+    with store.metadata.write(flush_blobs=False) as conn:
+        res = conn.execute(insert(sch.events).values(name=name, payload=text, created_at=when,
+                                                     user=store.config.user))
+        pk = res.inserted_primary_key
+        assert pk is not None
+        return int(pk[0])
+
+
+def list_events(name: str | None = None, *, limit: int = 50) -> list[dict[str, Any]]:
+    """The newest events (of ``name``), newest first: ``id``, ``name``, ``payload``, ``created_at``, ``user``."""
+    from ..store import get_store
+    from ..store._operate_db import operate_tables
+
+    store = get_store()
+    sch = operate_tables(store.metadata)
+    q = select(sch.events).order_by(sch.events.c.id.desc()).limit(limit)
+    if name is not None:
+        q = q.where(sch.events.c.name == name)
+    with store.metadata.read() as conn:
+        rows = conn.execute(q).mappings().all()
+    return [{**dict(r), "payload": json.loads(r["payload"])} for r in rows]

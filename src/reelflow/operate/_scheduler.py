@@ -1,0 +1,438 @@
+"""The scheduler: fires due schedules, consumes events and finished runs, starts runs from snapshots.
+
+Every decision is a row of ``firings``, written in one transaction per deployment
+that holds the deployment's lock (SQLite's ``BEGIN IMMEDIATE``; a PostgreSQL
+advisory lock), with ``(deployment, key)`` unique. So a schedule slot, event or
+finished run becomes at most one firing, and a queued firing is moved to
+``running`` by exactly one scheduler however many run against one database and
+however often they restart. A running firing carries a lease its scheduler
+renews; when the lease lapses (the scheduler died) the firing is closed with
+that reason instead of blocking ``max_concurrent`` forever.
+
+Time: schedule slots follow ``now`` (injectable: ``--now`` in tests and
+cron-driven setups); the cursors of what was consumed follow the wall clock and
+trail it by :data:`LAG` seconds so a row committed late is still seen.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+
+from ..flows._triggers import TRIGGER_ENV
+from ._deploy import _deployment, _version_row, materialize, next_slot
+
+__all__ = ["Scheduler", "LAG"]
+
+LAG = 5.0  # seconds a consumed-cursor trails the wall clock
+MAX_SLOTS = 10_000  # missed slots examined per deployment and tick
+NONE_GRACE = 60.0  # catchup="none": a slot at most this old still counts as on time
+
+
+@dataclass
+class _Child:
+    firing_id: int
+    deployment: str
+    proc: subprocess.Popen[bytes]
+    id_file: Path
+    log: Path
+    run_id: str | None = None
+    started: float = field(default_factory=time.time)
+
+
+def _convert(type_name: str, value: Any) -> str:
+    """A payload value as the command-line text of a parameter of ``type_name``; ValueError if it cannot be."""
+    if type_name == "JSON":
+        return value if isinstance(value, str) else json.dumps(value)
+    if isinstance(value, (dict, list)):
+        raise ValueError(f"a {type(value).__name__} is not a {type_name}")
+    if type_name == "bool":
+        s = str(value).strip().lower()
+        if s not in ("true", "false", "1", "0", "yes", "no"):
+            raise ValueError(f"{value!r} is not a bool")
+        return s
+    if type_name == "int":
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise ValueError(f"{value!r} is not an int")
+        return str(int(value))
+    if type_name == "float":
+        if isinstance(value, bool):
+            raise ValueError(f"{value!r} is not a float")
+        return repr(float(value))
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+class Scheduler:
+    """Start runs of deployments when their triggers fire.
+
+    Parameters
+    ----------
+    poll_interval : seconds between looks at the database (the latency of events and finished runs).
+    drain_timeout : on SIGTERM, seconds to let running runs finish before they are interrupted.
+    echo : where one line per decision goes (default: stdout).
+    """
+
+    def __init__(self, *, poll_interval: float = 0.5, drain_timeout: float = 300.0,
+                 echo: Callable[[str], None] | None = None) -> None:
+        from ..store import get_store
+        from ..store._operate_db import operate_tables
+
+        self.store = get_store()
+        self.store.preflight()
+        self.md = self.store.metadata
+        self.t = operate_tables(self.md)
+        self.poll_interval = poll_interval
+        self.drain_timeout = drain_timeout
+        self.lease = max(60.0, 20 * poll_interval)
+        self.echo = echo or (lambda s: print(s, flush=True))
+        self.id = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.children: dict[int, _Child] = {}
+        self.stopping = False
+        self._known: tuple[Any, ...] | None = None
+        self._subs: dict[str, tuple[set[str], set[str]]] = {}  # deployment -> (event names, upstream flows)
+        self._ev_mark = 0
+        self._run_mark = 0.0
+        self._logs = Path(tempfile.gettempdir()) / f"reelflow-scheduler-{os.getuid()}"
+        self._logs.mkdir(parents=True, exist_ok=True)
+
+    # -- which deployments need a look -------------------------------------------------
+    def _candidates(self, conn: Any, now: float, real: float) -> set[str]:
+        d, ev, fi = self.t.deployments, self.t.events, self.t.firings
+        out: set[str] = set()
+        known = tuple(conn.execute(select(func.count(), func.max(d.c.updated_at))).one())
+        if known != self._known:
+            self._known = known
+            self._subs = {}
+            j = d.join(self.t.versions, (self.t.versions.c.name == d.c.name) & (self.t.versions.c.version == d.c.version))
+            for name, trig in conn.execute(select(d.c.name, self.t.versions.c.triggers).select_from(j)):
+                t = json.loads(trig)
+                self._subs[name] = ({e["name"] for e in t.get("events", [])}, set(t.get("flows", [])))
+            out |= set(self._subs)
+        out |= {r[0] for r in conn.execute(select(d.c.name).where(d.c.next_slot <= now))}
+        names: set[str] = set()
+        advancing = True
+        for i, name, created in conn.execute(select(ev.c.id, ev.c.name, ev.c.created_at)
+                                             .where(ev.c.id > self._ev_mark).order_by(ev.c.id)):
+            names.add(name)
+            advancing = advancing and created < real - LAG  # a fresh row may have older ids still uncommitted
+            if advancing:
+                self._ev_mark = i
+        if names:
+            out |= {dep for dep, (evs, _) in self._subs.items() if evs & names}
+        if any(fl for _, fl in self._subs.values()):
+            from ..store import _schema as s
+
+            runs = s.runs
+            flows = {r[0] for r in conn.execute(select(runs.c.flow_name).distinct().where(
+                runs.c.status == "succeeded", runs.c.finished_at >= self._run_mark))}
+            self._run_mark = real - LAG
+            out |= {dep for dep, (_, fl) in self._subs.items() if fl & flows}
+        out |= {r[0] for r in conn.execute(select(fi.c.deployment).distinct().where(fi.c.status == "queued"))}
+        return out
+
+    # -- one deployment, one transaction ------------------------------------------------
+    def _process(self, name: str, now: float, real: float) -> list[tuple[int, Any, dict[str, str], str]]:
+        t = self.t
+        starts: list[tuple[int, Any, dict[str, str], str]] = []
+        with self.md.write(lock=f"deployment:{name}", flush_blobs=False) as conn:
+            d = conn.execute(select(t.deployments).where(t.deployments.c.name == name)).mappings().first()
+            if d is None:
+                return starts
+            v = _version_row(conn, t, name, int(d["version"]))
+            dep = _deployment(d, v)
+            trig = dep.triggers
+            new: list[tuple[str, dict[str, Any], dict[str, str], str, str | None]] = []
+            changes: dict[str, Any] = {}
+            if trig.get("cron") and d["next_slot"] is not None and d["next_slot"] <= now:
+                new += self._slots(dep, float(d["next_slot"]), now, changes)
+            evs = {e["name"]: e for e in trig.get("events", [])}
+            if evs:
+                new += self._events(conn, dep, evs, int(d["event_cursor"]), real, changes)
+            if trig.get("flows"):
+                new += self._finished_runs(conn, dep, float(d["run_cursor"]), real, changes)
+            if changes:
+                conn.execute(update(t.deployments).where(t.deployments.c.name == name).values(**changes))
+            for key, trigger, params, status, reason in new:
+                if conn.execute(select(t.firings.c.id).where(t.firings.c.deployment == name,
+                                                             t.firings.c.key == key)).first() is not None:
+                    continue  # already claimed (the unique constraint backs this up)
+                if dep.paused and status == "queued":
+                    status, reason = "skipped", "the deployment is paused"
+                conn.execute(insert(t.firings).values(
+                    deployment=name, version=dep.version, key=key, trigger=json.dumps(trigger),
+                    params=json.dumps(params), status=status, reason=reason, created_at=real,
+                    finished_at=real if status != "queued" else None))
+                self.echo(f"{name}: {trigger_text(trigger)} -> {status}" + (f" ({reason})" if reason else ""))
+            self._release_lost(conn, name, real)
+            running = conn.execute(select(func.count()).where(t.firings.c.deployment == name,
+                                                              t.firings.c.status == "running")).scalar() or 0
+            queued = conn.execute(select(t.firings).where(t.firings.c.deployment == name,
+                                                          t.firings.c.status == "queued")
+                                  .order_by(t.firings.c.id)).mappings().all()
+            for f in queued:
+                if dep.paused:
+                    vals = {"status": "skipped", "reason": "the deployment was paused", "finished_at": real}
+                elif running < dep.max_concurrent:
+                    vals = {"status": "running", "scheduler": self.id, "started_at": real,
+                            "lease_until": real + self.lease, "reason": None}
+                    fv = dep if int(f["version"]) == dep.version else _deployment(
+                        d, _version_row(conn, t, name, int(f["version"])))
+                    starts.append((int(f["id"]), fv, json.loads(f["params"]), f["trigger"]))
+                    running += 1
+                elif dep.on_busy == "skip":
+                    vals = {"status": "skipped", "finished_at": real,
+                            "reason": f"max_concurrent={dep.max_concurrent} reached ({running} running); on_busy=skip"}
+                else:
+                    why = f"queued: max_concurrent={dep.max_concurrent} reached ({running} running)"
+                    if f["reason"] != why:
+                        conn.execute(update(t.firings).where(t.firings.c.id == f["id"]).values(reason=why))
+                    continue
+                conn.execute(update(t.firings).where(t.firings.c.id == f["id"], t.firings.c.status == "queued")
+                             .values(**vals))
+                if vals["status"] == "skipped":
+                    self.echo(f"{name}: firing {f['id']} skipped ({vals['reason']})")
+        return starts
+
+    def _slots(self, dep: Any, first: float, now: float, changes: dict[str, Any]) -> list[Any]:
+        cron, tz = dep.triggers["cron"], dep.triggers.get("timezone")
+        slots: list[float] = []
+        s = first
+        while s <= now and len(slots) < MAX_SLOTS:
+            slots.append(s)
+            s = next_slot(cron, tz, s)
+        if s <= now:
+            s = next_slot(cron, tz, now)
+        changes.update(next_slot=s, last_slot=slots[-1])
+        missed = len(slots) - 1
+        out: list[Any] = []
+
+        def item(slot: float, status: str = "queued", reason: str | None = None) -> Any:
+            return (f"schedule:{slot:.0f}", {"type": "schedule", "deployment": dep.name, "slot": slot},
+                    dict(dep.params), status, reason)
+
+        if dep.catchup == "all":
+            return [item(x) for x in slots]
+        if dep.catchup == "latest":
+            return [item(slots[-1], reason=f"catchup=latest: {missed} earlier missed slot(s) folded into this one"
+                         if missed else None)]
+        late = now - slots[-1] > NONE_GRACE
+        if late:
+            out.append(item(slots[-1], "skipped", f"catchup=none: slot missed ({missed + 1} missed slot(s) skipped)"))
+        else:
+            out.append(item(slots[-1], reason=f"catchup=none: {missed} missed slot(s) skipped" if missed else None))
+        return out
+
+    def _events(self, conn: Any, dep: Any, specs: dict[str, Any], cursor: int, real: float,
+                changes: dict[str, Any]) -> list[Any]:
+        ev = self.t.events
+        rows = conn.execute(select(ev).where(ev.c.name.in_(list(specs)), ev.c.id > cursor)
+                            .order_by(ev.c.id).limit(5000)).mappings().all()
+        out = []
+        advance, advancing = cursor, True
+        for r in rows:
+            advancing = advancing and r["created_at"] < real - LAG
+            if advancing:
+                advance = int(r["id"])
+            payload = json.loads(r["payload"])
+            trigger = {"type": "event", "deployment": dep.name,
+                       "event": {"name": r["name"], "payload": payload, "timestamp": r["created_at"], "id": r["id"]}}
+            params = dict(dep.params)
+            status, reason = "queued", None
+            for pname, fname in specs[r["name"]]["parameters"].items():
+                if fname not in payload:
+                    status, reason = "failed", (f"event {r['name']} #{r['id']}: the payload has no field {fname!r} "
+                                                f"for parameter {pname!r}; publish it with that field")
+                    break
+                try:
+                    params[pname] = _convert(dep.param_types.get(pname, "str"), payload[fname])
+                except ValueError as exc:
+                    status, reason = "failed", (f"event {r['name']} #{r['id']}: payload field {fname!r} cannot be "
+                                                f"parameter {pname!r} ({dep.param_types.get(pname)}): {exc}")
+                    break
+            out.append((f"event:{r['id']}", trigger, params, status, reason))
+        if advance > cursor:
+            changes["event_cursor"] = advance
+        return out
+
+    def _finished_runs(self, conn: Any, dep: Any, cursor: float, real: float, changes: dict[str, Any]) -> list[Any]:
+        from ..store import _schema as s
+
+        r = s.runs
+        rows = conn.execute(select(r.c.id, r.c.flow_name, r.c.finished_at).where(
+            r.c.flow_name.in_(dep.triggers["flows"]), r.c.status == "succeeded", r.c.finished_at >= cursor)
+            .order_by(r.c.finished_at)).all()
+        changes["run_cursor"] = max(cursor, real - LAG)
+        return [(f"run:{rid}", {"type": "run", "deployment": dep.name, "run": f"{flow}/{rid}"}, dict(dep.params),
+                 "queued", None) for rid, flow, _ in rows]
+
+    def _release_lost(self, conn: Any, name: str, real: float) -> None:
+        fi = self.t.firings
+        lost = conn.execute(select(fi.c.id, fi.c.run_id, fi.c.scheduler).where(
+            fi.c.deployment == name, fi.c.status == "running", fi.c.lease_until < real,
+            fi.c.scheduler != self.id)).all()
+        for fid, run_id, owner in lost:
+            conn.execute(update(fi).where(fi.c.id == fid, fi.c.status == "running").values(
+                status="failed", finished_at=real,
+                reason=f"scheduler {owner} stopped renewing its lease (it crashed or was killed)"
+                       + (f"; run {run_id} was left as it was" if run_id else "")))
+
+    # -- children -----------------------------------------------------------------------
+    def _start(self, fid: int, dep: Any, params: dict[str, str], trigger: str) -> None:
+        idf = self._logs / f"firing-{fid}.runid"
+        log = self._logs / f"firing-{fid}.log"
+        try:
+            folder = materialize(dep, self.store)
+            argv = [sys.executable, "-m", "reelflow.cli", "run", f"{folder / dep.entry}:{dep.flow_name}",
+                    "--run-id-file", str(idf)]
+            for k, v in params.items():
+                argv += [f"--{k}", v]
+            env = {**os.environ, "REELFLOW_HOME": str(self.store.config.home), TRIGGER_ENV: trigger,
+                   "REELFLOW_DEPLOYMENT": dep.name}
+            with open(log, "wb") as out:
+                proc = subprocess.Popen(argv, cwd=folder, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, start_new_session=True)
+        except Exception as exc:  # a snapshot that cannot be read or a process that cannot start
+            self._finish(fid, "failed", f"could not start the run: {type(exc).__name__}: {exc}", None)
+            return
+        self.children[fid] = _Child(fid, dep.name, proc, idf, log)
+        self.echo(f"{dep.name}: firing {fid} started (pid {proc.pid}, version {dep.version})")
+
+    def _finish(self, fid: int, status: str, reason: str | None, run_id: str | None) -> None:
+        fi = self.t.firings
+        with self.md.write(flush_blobs=False) as conn:
+            conn.execute(update(fi).where(fi.c.id == fid).values(
+                status=status, reason=reason, finished_at=time.time(),
+                **({"run_id": run_id} if run_id else {})))
+
+    def _reap(self) -> set[str]:
+        done: set[str] = set()
+        for fid, ch in list(self.children.items()):
+            if ch.run_id is None and ch.id_file.exists():
+                ch.run_id = ch.id_file.read_text().strip() or None
+                if ch.run_id:
+                    with self.md.write(flush_blobs=False) as conn:
+                        conn.execute(update(self.t.firings).where(self.t.firings.c.id == fid)
+                                     .values(run_id=ch.run_id))
+            rc = ch.proc.poll()
+            if rc is None:
+                continue
+            del self.children[fid]
+            if ch.run_id is None and ch.id_file.exists():
+                ch.run_id = ch.id_file.read_text().strip() or None
+            ok = rc == 0 and ch.run_id is not None
+            reason = None if ok else _error_line(ch.log, rc) if rc else "the process exited without starting a run"
+            self._finish(fid, "succeeded" if ok else "failed", reason, ch.run_id)
+            ch.id_file.unlink(missing_ok=True)
+            self.echo(f"{ch.deployment}: firing {fid} " + (f"run {ch.run_id} " if ch.run_id else "")
+                      + ("succeeded" if ok else f"failed: {reason}"))
+            done.add(ch.deployment)
+        if self.children:
+            with self.md.write(flush_blobs=False) as conn:
+                conn.execute(update(self.t.firings).where(self.t.firings.c.id.in_(list(self.children)))
+                             .values(lease_until=time.time() + self.lease))
+        return done
+
+    # -- driving ------------------------------------------------------------------------
+    def tick(self, now: float | None = None) -> int:
+        """Look once: reap finished runs, decide firings, start runs; return how many started."""
+        real = time.time()
+        now = real if now is None else now
+        again = self._reap()
+        with self.md.read() as conn:
+            cands = self._candidates(conn, now, real) | again
+        started = 0
+        for name in sorted(cands):
+            if self.stopping:
+                break
+            for fid, dep, params, trigger in self._process(name, now, real):
+                self._start(fid, dep, params, trigger)
+                started += 1
+        return started
+
+    def run_once(self, now: float | None = None, *, rounds: int = 20) -> None:
+        """Process what is due at ``now``, wait for the runs started, and again for what they trigger."""
+        for _ in range(rounds):
+            started = self.tick(now)
+            if not started and not self.children:
+                break
+            while self.children:
+                time.sleep(0.1)
+                self._reap()
+
+    def run_forever(self) -> None:
+        """Tick every ``poll_interval`` until SIGTERM/SIGINT; then drain the running runs and return."""
+        def stop(signum: int, _frame: Any) -> None:
+            self.stopping = True
+
+        old = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            self.echo(f"scheduler {self.id} started ({self.store.describe()}); SIGTERM stops it")
+            while not self.stopping:
+                self.tick()
+                deadline = time.monotonic() + self.poll_interval
+                while not self.stopping and time.monotonic() < deadline:
+                    time.sleep(min(0.1, self.poll_interval))
+            self.drain()
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+
+    def drain(self) -> None:
+        """Wait up to ``drain_timeout`` for running runs; interrupt the rest and record why."""
+        if self.children:
+            self.echo(f"stopping: waiting up to {self.drain_timeout:g}s for {len(self.children)} running run(s)")
+        end = time.monotonic() + self.drain_timeout
+        while self.children and time.monotonic() < end:
+            self._reap()
+            time.sleep(0.1)
+        for ch in list(self.children.values()):
+            try:
+                os.killpg(ch.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        end = time.monotonic() + 30
+        while self.children and time.monotonic() < end:
+            time.sleep(0.1)
+            for fid, ch in list(self.children.items()):
+                if ch.proc.poll() is not None:
+                    if ch.run_id is None and ch.id_file.exists():
+                        ch.run_id = ch.id_file.read_text().strip() or None
+                    self._finish(fid, "failed", f"interrupted: the scheduler stopped and its drain timeout of "
+                                                f"{self.drain_timeout:g}s ran out", ch.run_id)
+                    ch.id_file.unlink(missing_ok=True)
+                    del self.children[fid]
+        for fid, ch in list(self.children.items()):
+            ch.proc.kill()
+            ch.proc.wait()
+            self._finish(fid, "failed", "killed: the run did not stop within 30 s of SIGTERM", ch.run_id)
+        self.children.clear()
+        self.echo("scheduler stopped")
+
+
+def _error_line(log: Path, rc: int) -> str:
+    try:
+        lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        lines = []
+    errs = [ln for ln in lines if ln.lower().startswith("error")]
+    pick = errs[-1] if errs else (lines[-1] if lines else "")
+    return f"exit {rc}: {pick[:500]}" if pick else f"exit {rc}"
+
+
+def trigger_text(trigger: dict[str, Any]) -> str:
+    """One line for a firing's trigger JSON."""
+    from ..flows._triggers import Trigger
+
+    return Trigger.from_json(trigger).describe()
