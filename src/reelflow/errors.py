@@ -19,7 +19,8 @@ kept shallow so that ``except`` clauses stay readable::
     ├── NotFittedError           a model method needs fit() first
     ├── ModelFileError           a model file is foreign, unsafe or of the wrong class
     │   └── CorruptModelFileError    it is damaged (also a CorruptArtifactError)
-    └── MissingExtraError        a toolkit's optional dependencies are not installed
+    ├── MissingExtraError        a toolkit's optional dependencies are not installed
+    └── ExecutorError            an executor cannot run the flow's tasks (e.g. Ray)
 
     ReelflowWarning (UserWarning)
     └── NamespaceWarning         the client's namespace hides runs that exist
@@ -49,6 +50,7 @@ __all__ = [
     "ModelFileError",
     "CorruptModelFileError",
     "MissingExtraError",
+    "ExecutorError",
 ]
 
 
@@ -131,6 +133,11 @@ class CorruptModelFileError(ModelFileError, CorruptArtifactError):
 
 class MissingExtraError(ReelflowError, ImportError):
     """A toolkit was used whose optional dependencies (a ``reelflow[...]`` extra) are absent."""
+
+
+class ExecutorError(ReelflowError):
+    """An executor cannot run the flow's tasks: a cluster that cannot be reached, a step
+    whose resources no node has, a store the cluster's nodes cannot share."""
 
 
 class ReelflowWarning(UserWarning):

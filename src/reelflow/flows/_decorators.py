@@ -114,10 +114,17 @@ class _Timeout(StepDecorator):
 
 class _Resources(StepDecorator):
     name = "resources"
-    defaults = {"cpu": 1, "memory": 4096, "gpu": 0, "disk": None}
+    # memory in MB; custom: named resources of a cluster's nodes, e.g. {"special": 1} (Ray)
+    defaults: dict[str, Any] = {"cpu": 1, "memory": 4096, "gpu": 0, "disk": None, "custom": None}
 
     def validate(self) -> None:
         _nonneg(self, "cpu", "memory", "gpu")
+        custom = self.attributes["custom"]
+        if custom is not None and (not isinstance(custom, dict) or not all(
+                isinstance(k, str) and k and isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
+                for k, v in custom.items())):
+            raise FlowDefinitionError(f"@resources(custom={custom!r}): custom maps resource names to amounts "
+                                      "(numbers >= 0), e.g. custom={'special': 1}")
 
 
 class _Environment(StepDecorator):

@@ -57,6 +57,11 @@ def _runtime_options(f: Callable[..., Any]) -> Callable[..., Any]:
         elif o.kind == "multiple":
             metavar = "DECORATOR" if o.flag == "with" else None
             f = click.option(*decls, multiple=True, help=o.help, hidden=o.hidden, metavar=metavar)(f)
+        elif o.kind == "choice":
+            from ._executors import EXECUTORS
+
+            f = click.option(*decls, type=click.Choice(EXECUTORS, case_sensitive=False), default=None, help=o.help,
+                             hidden=o.hidden)(f)
         elif o.flag == "run-id-file":
             f = click.option(*decls, type=click.Path(dir_okay=False), default=None, hidden=o.hidden, help=o.help)(f)
         else:
@@ -66,18 +71,37 @@ def _runtime_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _make_runtime(flow_cls: type[FlowSpec], ctx_obj: dict[str, Any], **kw: Any) -> Any:
+    from ._executors import resolve_executor_name
+
+    specs: list[str] = []
+    executor = kw.get("executor")
+    executor_options: dict[str, Any] = {}
+    for s in (*ctx_obj.get("with", ()), *kw["with_specs"]):
+        name, _, rest = s.partition(":")
+        if name.strip() != "ray":
+            specs.append(s)
+            continue
+        # --with ray[:address=...,num_cpus=...]: the Ray executor, not a step decorator
+        if executor not in (None, "ray"):
+            raise ParameterError(f"--with ray and --executor {executor} disagree; choose one executor")
+        executor = "ray"
+        executor_options.update(_ray_options(s, rest))
+    chosen = executor or os.environ.get("REELFLOW_EXECUTOR")  # None: the default, the fork server
+    executor = resolve_executor_name(executor, inprocess=kw["inprocess"])
     zygote = None
-    if not kw["inprocess"] and os.environ.get("REELFLOW_FORK_SERVER", "1") != "0":
+    if executor == "forkserver" or (not chosen and executor == "fork"
+                                    and os.environ.get("REELFLOW_FORK_SERVER", "1") != "0"):
         from ._zygote import Zygote, zygote_available
 
         if zygote_available():
             # Forked now, before the scheduler imports SQLAlchemy: forking workers from
             # this small process is several times cheaper than from the scheduler.
             zygote = Zygote(flow_cls)
+            executor = "forkserver"
     from ._scheduler import LocalRuntime
 
     try:
-        decos = [parse_with_spec(s) for s in (*ctx_obj.get("with", ()), *kw["with_specs"])]
+        decos = [parse_with_spec(s) for s in specs]
     except ReelflowError as exc:  # a bad --with value is bad command-line input
         raise ParameterError(str(exc)) from None
     run_id_file = kw["run_id_file"]
@@ -87,17 +111,41 @@ def _make_runtime(flow_cls: type[FlowSpec], ctx_obj: dict[str, Any], **kw: Any) 
             with open(run_id_file, "w") as f:
                 f.write(run_id)
 
-    return LocalRuntime(
-        flow_cls,
-        max_workers=1 if kw["inprocess"] else kw["max_workers"],
-        max_num_splits=kw["max_num_splits"],
-        tags=kw["tags"],
-        with_decorators=decos,
-        quiet=kw["quiet"],
-        inprocess=kw["inprocess"],
-        on_run_created=created,
-        zygote=zygote,
-    )
+    try:
+        return LocalRuntime(
+            flow_cls,
+            max_workers=1 if kw["inprocess"] else kw["max_workers"],
+            max_num_splits=kw["max_num_splits"],
+            tags=kw["tags"],
+            with_decorators=decos,
+            quiet=kw["quiet"],
+            inprocess=kw["inprocess"],
+            on_run_created=created,
+            zygote=zygote,
+            executor=executor,
+            executor_options=executor_options,
+        )
+    except BaseException:
+        if zygote is not None:
+            zygote.close()
+        raise
+
+
+def _ray_options(spec: str, rest: str) -> dict[str, Any]:
+    """``--with ray:address=HOST:PORT,num_cpus=2`` -> the Ray executor's keyword arguments."""
+    known = {"address": str, "num_cpus": int, "object_store_memory": int}
+    out: dict[str, Any] = {}
+    for item in filter(None, (p.strip() for p in rest.split(","))):
+        k, eq, v = item.partition("=")
+        k = k.strip()
+        if not eq or k not in known:
+            raise ParameterError(f"--with {spec!r}: the ray executor takes {', '.join(known)} as key=value, "
+                                 "e.g. --with ray:address=127.0.0.1:6379")
+        try:
+            out[k] = known[k](v.strip())
+        except ValueError:
+            raise ParameterError(f"--with {spec!r}: {k} must be {known[k].__name__}") from None
+    return out
 
 
 def build_cli(flow_cls: type[FlowSpec]) -> click.Group:

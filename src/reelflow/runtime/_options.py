@@ -23,7 +23,7 @@ class RunOption:
     flag: str  # the command-line name, without "--"
     dest: str  # the Python name click passes (and Runner's keyword)
     help: str
-    kind: str = "value"  # value | flag | multiple
+    kind: str = "value"  # value (a positive integer) | flag | multiple | choice (an executor name)
     hidden: bool = False
     default: Any = None
 
@@ -37,6 +37,9 @@ RUN_OPTIONS: tuple[RunOption, ...] = (
               kind="flag"),
     RunOption("inprocess", "inprocess",
               "Run every task in this process, one at a time, so breakpoint()/pdb work in steps.", kind="flag"),
+    RunOption("executor", "executor",
+              "How tasks run: inprocess, fork, forkserver, spawn or ray [default: $REELFLOW_EXECUTOR, else "
+              "forkserver]. `--with ray` is the same as `--executor ray`.", kind="choice"),
     RunOption("run-id-file", "run_id_file", "Write the run id to this file.", hidden=True),
 )
 
