@@ -186,7 +186,7 @@ class Scheduler:
                     vals = {"status": "skipped", "reason": "the deployment was paused", "finished_at": real}
                 elif running < dep.max_concurrent:
                     vals = {"status": "running", "scheduler": self.id, "started_at": real,
-                            "lease_until": real + self.lease, "reason": None}
+                            "lease_until": real + self.lease}
                     fv = dep if int(f["version"]) == dep.version else _deployment(
                         d, _version_row(conn, t, name, int(f["version"])))
                     starts.append((int(f["id"]), fv, json.loads(f["params"]), f["trigger"]))
@@ -312,8 +312,8 @@ class Scheduler:
     def _finish(self, fid: int, status: str, reason: str | None, run_id: str | None) -> None:
         fi = self.t.firings
         with self.md.write(flush_blobs=False) as conn:
-            conn.execute(update(fi).where(fi.c.id == fid).values(
-                status=status, reason=reason, finished_at=time.time(),
+            conn.execute(update(fi).where(fi.c.id == fid).values(  # a success keeps the decision's reason
+                status=status, finished_at=time.time(), **({"reason": reason} if reason else {}),
                 **({"run_id": run_id} if run_id else {})))
 
     def _reap(self) -> set[str]:
