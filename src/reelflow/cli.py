@@ -336,7 +336,46 @@ def models_history(name: str) -> None:
     for r in rows:
         to = "deleted" if r["version"] is None else f"-> {r['version']}"
         prev = f" (was {r['previous_version']})" if r["previous_version"] is not None else ""
-        click.echo(f"{_fmt_time(r['at'])}  {r['alias']:<16} {to}{prev}  by {r['user']}")
+        if r.get("decision") == "kept":
+            to, prev = f"kept {r['version']}", ""
+        why = f"  -- {r['reason']}" if r.get("reason") else ""
+        click.echo(f"{_fmt_time(r['at'])}  {r['alias']:<16} {to}{prev}  by {r['user']}{why}")
+
+
+@models.command("promote")
+@click.argument("name")
+@click.argument("version", type=int)
+@click.option("--alias", default="champion", show_default=True)
+@click.option("--metric", default="ndcg@10", show_default=True, help="A metric registered with both versions.")
+@click.option("--lower-is-better", is_flag=True, help="The metric is a loss or error.")
+@click.option("--min-improvement", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="How much better the candidate must be.")
+@_guard
+def models_promote(name: str, version: int, alias: str, metric: str, lower_is_better: bool,
+                   min_improvement: float) -> None:
+    """Move NAME@ALIAS to VERSION only if it beats the current holder on METRIC (the verdict is recorded)."""
+    from . import registry
+    from .errors import ParameterError
+
+    try:
+        d = registry.promote(name, version, alias=alias, metric=metric, higher_is_better=not lower_is_better,
+                             min_improvement=min_improvement)
+    except ParameterError as exc:
+        raise click.UsageError(str(exc)) from None
+    click.echo(f"{name}@{alias}: {'moved to ' + str(version) if d.moved else 'kept ' + str(d.incumbent)} -- "
+               f"{d.reason}")
+
+
+@models.command("rollback")
+@click.argument("name")
+@click.argument("alias")
+@_guard
+def models_rollback(name: str, alias: str) -> None:
+    """Point NAME@ALIAS back at its previous holder (servers following the alias swap back)."""
+    from . import registry
+
+    d = registry.rollback(name, alias)
+    click.echo(f"{name}@{alias} -> version {d.candidate} (was {d.incumbent})")
 
 
 

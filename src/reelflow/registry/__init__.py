@@ -3,6 +3,8 @@
     models.register("recs", model, alias="champion", metrics={"ndcg@10": 0.41})
     models.set_alias("recs", "champion", 3)
     models.load("recs@champion")
+    models.promote("recs", 4, alias="champion", metric="ndcg@10")   # only if better
+    models.rollback("recs", "champion")
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from ._registry import (
     set_alias,
     versions,
 )
+from ._promote import PromotionDecision, promote, rollback
 
 __all__ = [
     "ModelVersion",
@@ -33,4 +36,7 @@ __all__ = [
     "versions",
     "history",
     "parse_spec",
+    "promote",
+    "rollback",
+    "PromotionDecision",
 ]

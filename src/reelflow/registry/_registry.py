@@ -202,5 +202,9 @@ def list() -> _builtin_list[ModelVersion]:  # noqa: A001 - the registry's verb
 
 
 def history(name: str) -> _builtin_list[dict[str, Any]]:
-    """Every alias move of ``name``: alias, version (None when deleted), previous version, time, user."""
-    return get_store(create=False).metadata.alias_history(name)
+    """Every alias move of ``name``: alias, version (None when deleted), previous version, time, user,
+    and ``decision``/``reason`` (with the metric values) where a promotion gate or rollback decided,
+    including gates that kept the holder (see :func:`promote`)."""
+    from ._promote import annotate_history
+
+    return annotate_history(name, get_store(create=False).metadata.alias_history(name))

@@ -1,4 +1,4 @@
-"""Deployments, events and firings: the continuous-operation tables, created on first use.
+"""Deployments, events, firings and promotion decisions: the continuous-operation tables, created on first use.
 
 ``deployments`` has one row per deployment name (its current version, paused flag,
 the next schedule slot and the cursors of what it has consumed);
@@ -12,6 +12,9 @@ whichever scheduler inserts it first; its status moves
 Like the review tables they are created through the store's public
 :meth:`~reelflow.store.MetadataStore.write` transaction the first time they are
 used, so they need no schema migration; ``reelflow gc`` keeps the blobs they name.
+``promotion_decisions`` records every promotion gate's verdict (moved or kept,
+both metric values, why) and every rollback; ``models.history`` merges it with
+``alias_history``.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ _lock = threading.Lock()
 
 
 class OperateSchema:
-    """The four tables (SQLAlchemy Core), defined once per process."""
+    """The tables (SQLAlchemy Core), defined once per process."""
 
     _instance: OperateSchema | None = None
 
@@ -97,6 +100,24 @@ class OperateSchema:
             Column("finished_at", Float),
             UniqueConstraint("deployment", "key", name="uq_firing"),
         )
+        self.promotions = Table(  # promotion-gate and rollback decisions, beside alias_history's moves
+            "promotion_decisions", md,
+            Column("id", Integer, primary_key=True, autoincrement=True),
+            Column("name", String(255), nullable=False),
+            Column("alias", String(255), nullable=False),
+            Column("decision", String(16), nullable=False),  # moved | kept | rollback
+            Column("candidate", Integer, nullable=False),
+            Column("incumbent", Integer),
+            Column("metric", Text),
+            Column("candidate_value", Float),
+            Column("incumbent_value", Float),
+            Column("higher_is_better", Integer),
+            Column("min_improvement", Float),
+            Column("reason", Text, nullable=False),
+            Column("at", Float, nullable=False),
+            Column("user", String(255), nullable=False),
+        )
+        Index("ix_promotions_name", self.promotions.c.name, self.promotions.c.id)
         Index("ix_firings_status", self.firings.c.status, self.firings.c.deployment)
         Index("ix_firings_run", self.firings.c.run_id)
 
