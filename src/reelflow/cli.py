@@ -383,13 +383,37 @@ def models_rollback(name: str, alias: str) -> None:
 @click.option("--grace", type=click.FloatRange(min=0), default=1.0, show_default=True,
               help="Hours: files younger than this (and than the start of any live run) are kept.")
 @click.option("--dry-run", is_flag=True, help="Only report what would be removed.")
+@click.option("--keep-last", type=click.IntRange(min=0), default=None,
+              help="Retention: keep the newest N runs of each flow; delete older runs' metadata.")
+@click.option("--older-than", default=None, metavar="AGE",
+              help="Retention: delete runs created more than AGE ago (30d, 12h, 90m); with --keep-last, both apply.")
 @_guard
-def gc(grace: float, dry_run: bool) -> None:
-    """Remove partial writes of crashed writers, blobs no run or model refers to, and quarantined blobs."""
+def gc(grace: float, dry_run: bool, keep_last: int | None, older_than: str | None) -> None:
+    """Remove partial writes of crashed writers, blobs no run or model refers to, and quarantined blobs.
+
+    With --keep-last / --older-than it first deletes the metadata of runs past the policy, never
+    runs still running, runs a registered model came from, or runs tagged 'keep'.
+    """
     from .store import get_store
     from .store._gc import collect_garbage
 
     store = get_store(create=False)
+    if keep_last is not None or older_than is not None:
+        from .errors import ParameterError
+        from .store._retention import delete_runs, parse_age, select_expired_runs
+
+        try:
+            age = None if older_than is None else parse_age(older_than)
+        except ParameterError as exc:
+            raise click.UsageError(str(exc)) from None
+        ret = select_expired_runs(store, keep_last=keep_last, older_than=age)
+        if not dry_run:
+            delete_runs(store, ret.deleted)
+        for p in ret.deleted[:20]:
+            click.echo(f"{'would delete' if dry_run else 'deleted'} run {p}")
+        if len(ret.deleted) > 20:
+            click.echo(f"... and {len(ret.deleted) - 20} more")
+        click.echo(ret.summary(dry_run))
     report = collect_garbage(store, grace=grace * 3600, dry_run=dry_run)
     click.echo(f"{report.summary()} ({store.describe()})")
 

@@ -544,6 +544,9 @@ class MetadataStore(RegistryTables):
         from ._review_db import generated_blob_keys  # generated images and their inputs (reelflow.generate)
 
         keys |= generated_blob_keys(self)
+        from ._operate_db import operate_blob_keys  # deployments' code snapshots (reelflow.operate)
+
+        keys |= operate_blob_keys(self)
         return keys, logs
 
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ._metadata import MetadataStore
 
-__all__ = ["operate_tables", "OperateSchema", "has_operate_tables"]
+__all__ = ["operate_tables", "OperateSchema", "has_operate_tables", "operate_blob_keys"]
 
 _created: set[str] = set()
 _lock = threading.Lock()
@@ -152,3 +152,19 @@ def has_operate_tables(metadata: MetadataStore) -> bool:
     if found:
         _created.add(str(metadata.url))
     return found
+
+
+def operate_blob_keys(metadata: MetadataStore) -> set[str]:
+    """Blob keys of every deployment version's code snapshot (``reelflow gc`` keeps them)."""
+    import json
+
+    from sqlalchemy import select
+
+    if not has_operate_tables(metadata):
+        return set()
+    v = OperateSchema.get().versions
+    keys: set[str] = set()
+    with metadata.read() as conn:
+        for (code,) in conn.execute(select(v.c.code)):
+            keys.update(str(k) for k in json.loads(code or "{}").values())
+    return keys
