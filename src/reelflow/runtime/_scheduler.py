@@ -116,14 +116,19 @@ class LocalRuntime(RunLifecycle):
         self.state = RunState()
         with self._signals():
             reprs = {name: _short_repr(v) for name, v in params.items()}
-            run_id = self._create_run(param_refs, reprs, origin_run_id=None)
+            self._open_executor()  # an executor that cannot run the flow refuses before a run is recorded
+            try:
+                run_id = self._create_run(param_refs, reprs, origin_run_id=None)
+            except BaseException:
+                self._close_executor()
+                raise
             return self._execute(run_id, param_refs, origin=None)
 
     def resume(self, origin_run_id: str | None = None, step: str | None = None) -> str:
         """Re-run from the failed step (or ``step``), reusing the origin run's successful tasks."""
         md = self.store.metadata
         if origin_run_id is None:
-            runs = md.list_runs(self.flow_name)
+            runs = md.recent_runs(self.flow_name, limit=1)  # the newest: one index seek
             if not runs:
                 raise RunFailedError(f"flow {self.flow_name} has no run to resume; run it first")
             origin_run_id = runs[0]["run_id"]
@@ -168,9 +173,14 @@ class LocalRuntime(RunLifecycle):
         }
         self.state = RunState()
         with self._signals():
-            run_id = self._create_run(
-                param_refs, {k: v["repr"] for k, v in origin_run["params"].items()}, origin_run_id=origin_run_id
-            )
+            self._open_executor()
+            try:
+                run_id = self._create_run(
+                    param_refs, {k: v["repr"] for k, v in origin_run["params"].items()}, origin_run_id=origin_run_id
+                )
+            except BaseException:
+                self._close_executor()
+                raise
             return self._execute(run_id, param_refs, origin=Origin(origin_run_id, tasks, rerun))
 
     # -- setup ---------------------------------------------------------------------
@@ -221,6 +231,28 @@ class LocalRuntime(RunLifecycle):
     def _decorators(self, step: str) -> dict[str, StepDecorator]:
         return {**self.with_decorators, **self.graph[step].decorators}
 
+    def _open_executor(self) -> None:
+        """The run's private temporary folder and its executor (``self.state``)."""
+        st = self.state
+        _tmp.clean_stale(self.tmp_base)
+        st.tmp_dir = _tmp.make_run_dir(self.tmp_base)
+        try:
+            ctx = ExecutorContext(self.flow_cls, self.store, st.tmp_dir, echo=None if self.quiet else self._emit)
+            st.executor = make_executor(self.executor_name, ctx, zygote=self.zygote, options=self.executor_options)
+        except BaseException:
+            self._close_executor()
+            raise
+
+    def _close_executor(self) -> None:
+        st = self.state
+        executor, st.executor = st.executor, None
+        try:
+            if executor is not None:
+                executor.shutdown()
+        finally:
+            _tmp.remove_run_dir(st.tmp_dir)
+            st.tmp_dir = None
+
     # -- the scheduling loop ---------------------------------------------------------
     def _execute(self, run_id: str, param_refs: dict[str, ArtifactRef], origin: Origin | None) -> str:
         st = self.state  # made by run() / resume() before the signal handlers went in
@@ -230,10 +262,6 @@ class LocalRuntime(RunLifecycle):
         started = time.time()
         beater: Beater | None = None
         try:
-            _tmp.clean_stale(self.tmp_base)
-            st.tmp_dir = _tmp.make_run_dir(self.tmp_base)
-            ctx = ExecutorContext(self.flow_cls, self.store, st.tmp_dir, echo=None if self.quiet else self._emit)
-            st.executor = make_executor(self.executor_name, ctx, zygote=self.zygote, options=self.executor_options)
             if st.executor.runs_here:  # the loop blocks in the steps: beat from a thread
                 beater = Beater(self)
             self._say(f"Run {self.flow_name}/{run_id} started" + (f" (resuming {origin.run_id})" if origin else ""),
@@ -255,10 +283,7 @@ class LocalRuntime(RunLifecycle):
         finally:
             if beater is not None:
                 beater.stop()
-            if st.executor is not None:
-                st.executor.shutdown()
-            _tmp.remove_run_dir(st.tmp_dir)
-            st.tmp_dir = None
+            self._close_executor()
         if self.state.interrupted is not None:
             name = signal.Signals(self.state.interrupted).name
             self._finish_run("failed", "interrupted")
