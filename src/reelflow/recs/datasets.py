@@ -14,9 +14,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ._feedback_data import from_feedback, read_feedback
 from ._interactions import Interactions
 
-__all__ = ["movielens_small", "read_movielens", "read_recbole", "synthetic", "MOVIELENS_SMALL_DIR"]
+__all__ = ["movielens_small", "read_movielens", "read_recbole", "synthetic", "MOVIELENS_SMALL_DIR", "from_feedback",
+           "read_feedback"]
 
 MOVIELENS_SMALL_DIR = Path(str(resources.files("reelflow.recs") / "data" / "ml-latest-small"))
 

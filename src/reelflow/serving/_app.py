@@ -68,6 +68,8 @@ class ServeConfig:
     inline_cells: int = INLINE_CELLS  # users x catalogue at most this (and k x users <= 1000): score on the loop
     freeze_gc: bool = False  # gc.freeze() after each load: for a dedicated server process only
     max_generate_queue: int = 16  # generation models: jobs waiting at most (429 beyond)
+    feedback: bool = True  # log served requests + accept POST /v1/feedback (serving/_feedback.py)
+    feedback_flush_interval: float = 1.0  # seconds; a kill -9 loses at most this much of the log
 
 
 UserId = StrictInt | Annotated[StrictStr, Field(max_length=MAX_ID_LENGTH)]
@@ -176,10 +178,16 @@ def create_app(config: ServeConfig, holder: ModelHolder | None = None) -> Any:
 
     from contextlib import asynccontextmanager
 
+    feedback: Any = None
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> Any:
         holder.start()
+        if feedback is not None:
+            feedback.start()
         yield
+        if feedback is not None:
+            feedback.stop()  # flushes what is buffered
         holder.stop()
 
     app = FastAPI(title="reelflow model server", version="1", lifespan=lifespan,
@@ -218,7 +226,17 @@ def create_app(config: ServeConfig, holder: ModelHolder | None = None) -> Any:
             body = _answer(*args)
         else:
             body = await scoring.run(_answer, *args)
+        if feedback is not None:  # one append; the log parses the body later, off the request path
+            rid = feedback.new_request_id()
+            feedback.served(rid, body)
+            body = b'{"request_id":"' + rid.encode() + b'",' + body[1:]
+            return Response(body, media_type="application/json", headers={"X-Request-Id": rid})
         return Response(body, media_type="application/json")
+
+    if config.feedback:
+        from ._feedback_api import mount_feedback
+
+        feedback = mount_feedback(app, holder, flush_interval=config.feedback_flush_interval)
 
     from ._generate import is_generator
 

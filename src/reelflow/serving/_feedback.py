@@ -1,0 +1,231 @@
+"""What the server served and the feedback on it, as Parquet partitions in the store's home.
+
+Two tables under ``<REELFLOW_HOME>/feedback/<model>/``::
+
+    served/date=2026-01-01/hour=13/part-<time>-<pid>-<seq>.parquet
+        request_id, user_id, items (list), scores (list), model, version, at
+    feedback/date=2026-01-01/hour=13/part-....parquet
+        request_id, user_id, item_id, event, value, at
+
+The request path only appends a tuple to an in-memory buffer (the response body
+bytes are parsed later, off the request path). A background thread flushes the
+buffers every ``flush_interval`` seconds, each flush a new immutable part file
+written to a temporary name and renamed, so a reader never sees half a file and
+parts are never rewritten (the table's versions are its parts). Shutdown (SIGTERM,
+Ctrl-C) flushes what is left. **A kill -9 loses at most the last flush interval**
+(default 1 s) of rows; nothing already flushed is lost or damaged.
+
+Request ids carry an HMAC tag under a secret kept in the feedback folder (shared
+by every worker and restart of the server), so ``POST /v1/feedback`` answers 422
+for an id this server never issued without any lookup. When the hour (partition)
+rolls over, the flusher publishes the event ``feedback.partition_closed`` with
+the partition, so a ``@trigger(event="feedback.partition_closed")`` deployment
+retrains on data arrival.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import os
+import secrets
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+__all__ = ["FeedbackLog", "feedback_root", "PARTITION_CLOSED"]
+
+log = logging.getLogger("reelflow.serving")
+PARTITION_CLOSED = "feedback.partition_closed"
+_TAG = 12  # hex characters of the HMAC tag
+
+
+def feedback_root(model: str, home: Path | None = None) -> Path:
+    """The folder of ``model``'s feedback tables (``<REELFLOW_HOME>/feedback/<model>``)."""
+    if home is None:
+        from ..config import load_config
+
+        home = load_config().home
+    return Path(home) / "feedback" / model
+
+
+def _secret(root: Path) -> bytes:
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / ".request-id-secret"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        for _ in range(50):  # another worker is writing it
+            data = path.read_bytes()
+            if len(data) == 32:
+                return data
+            time.sleep(0.01)
+        raise
+    with os.fdopen(fd, "wb") as f:
+        f.write(secrets.token_bytes(32))
+    return path.read_bytes()
+
+
+def _partition(at: float) -> str:
+    t = time.gmtime(at)
+    return f"date={t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}/hour={t.tm_hour:02d}"
+
+
+class FeedbackLog:
+    """Buffered, background-flushed Parquet logging of served requests and feedback."""
+
+    def __init__(self, model: str, *, root: Path | None = None, flush_interval: float = 1.0,
+                 publish_events: bool = True) -> None:
+        self.model = model
+        self.root = root or feedback_root(model)
+        self.flush_interval = flush_interval
+        self.publish_events = publish_events
+        self._key = _secret(self.root)
+        self._served: deque[tuple[str, bytes, float]] = deque()
+        self._feedback: deque[tuple[str, str, str, str, float, float]] = deque()
+        self._seq = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._flush_lock = threading.Lock()
+        self._open: set[str] = set()  # partitions this server wrote to that have not closed yet
+        self.rows_written = 0
+
+    # -- request path ---------------------------------------------------------------------
+    def new_request_id(self) -> str:
+        """A fresh request id: random part and its HMAC tag."""
+        rnd = secrets.token_hex(8)
+        return f"{rnd}{hmac.new(self._key, rnd.encode(), hashlib.sha256).hexdigest()[:_TAG]}"
+
+    def known_request_id(self, rid: Any) -> bool:
+        """Whether ``rid`` is an id this server issued (any worker, any restart)."""
+        if not isinstance(rid, str) or len(rid) != 16 + _TAG:
+            return False
+        rnd, tag = rid[:16], rid[16:]
+        return hmac.compare_digest(tag, hmac.new(self._key, rnd.encode(), hashlib.sha256).hexdigest()[:_TAG])
+
+    def served(self, rid: str, body: bytes) -> None:
+        """Record a response (parsed at flush time, off the request path)."""
+        self._served.append((rid, body, time.time()))
+
+    def feedback(self, rid: str, user_id: Any, item_id: Any, event: str, value: float) -> None:
+        self._feedback.append((rid, str(user_id), str(item_id), event, float(value), time.time()))
+
+    # -- background -----------------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="reelflow-feedback-flush", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the flusher and write what is buffered."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+        self.flush(final=True)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.flush_interval):
+            try:
+                self.flush()
+            except Exception:  # a full disk must not take the server down; rows stay buffered
+                log.exception("feedback flush failed; retrying in %ss", self.flush_interval)
+
+    def flush(self, *, final: bool = False) -> int:
+        """Write the buffered rows as new part files; return how many rows went out."""
+        with self._flush_lock:
+            served = _drain(self._served)
+            fb = _drain(self._feedback)
+            n = 0
+            if served:
+                n += self._write_served(served)
+            if fb:
+                n += self._write_feedback(fb)
+            self.rows_written += n
+            if not final:
+                self._roll(time.time())
+            return n
+
+    def _roll(self, now: float) -> None:
+        current = _partition(now)
+        for p in sorted(self._open):
+            if p < current:  # that hour is over: its partition will get no more rows from this server
+                self._open.discard(p)
+                self._closed(p)
+
+    def _closed(self, partition: str) -> None:
+        if not self.publish_events:
+            return
+        try:
+            from ..operate._events import publish
+
+            publish(PARTITION_CLOSED, {"model": self.model, "partition": partition, "root": str(self.root)})
+        except Exception:
+            log.exception("could not publish %s for %s", PARTITION_CLOSED, partition)
+
+    def _write(self, table: str, rows_by_part: dict[str, dict[str, list[Any]]], schema: Any) -> int:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        n = 0
+        for part, cols in rows_by_part.items():
+            folder = self.root / table / part
+            folder.mkdir(parents=True, exist_ok=True)
+            self._seq += 1
+            name = f"part-{time.time_ns()}-{os.getpid()}-{self._seq}.parquet"
+            tmp = folder / f".tmp-{name}"
+            tbl = pa.table(cols, schema=schema)
+            pq.write_table(tbl, tmp)
+            os.replace(tmp, folder / name)
+            self._open.add(part)
+            n += tbl.num_rows
+        return n
+
+    def _write_served(self, rows: list[tuple[str, bytes, float]]) -> int:
+        import pyarrow as pa
+
+        parts: dict[str, dict[str, list[Any]]] = {}
+        for rid, body, at in rows:
+            doc = json.loads(body)
+            results = doc["results"] if "results" in doc else [doc]
+            cols = parts.setdefault(_partition(at), {k: [] for k in
+                                                     ("request_id", "user_id", "items", "scores", "model",
+                                                      "version", "at")})
+            for r in results:
+                cols["request_id"].append(rid)
+                cols["user_id"].append(str(r["user_id"]))
+                cols["items"].append([str(i["item_id"]) for i in r["items"]])
+                cols["scores"].append([i["score"] for i in r["items"]])
+                cols["model"].append(doc.get("model", self.model))
+                cols["version"].append(int(doc.get("version", 0)))
+                cols["at"].append(at)
+        schema = pa.schema([("request_id", pa.string()), ("user_id", pa.string()),
+                            ("items", pa.list_(pa.string())), ("scores", pa.list_(pa.float64())),
+                            ("model", pa.string()), ("version", pa.int64()), ("at", pa.float64())])
+        return self._write("served", parts, schema)
+
+    def _write_feedback(self, rows: list[tuple[str, str, str, str, float, float]]) -> int:
+        import pyarrow as pa
+
+        parts: dict[str, dict[str, list[Any]]] = {}
+        names = ("request_id", "user_id", "item_id", "event", "value", "at")
+        for row in rows:
+            cols = parts.setdefault(_partition(row[-1]), {k: [] for k in names})
+            for k, v in zip(names, row):
+                cols[k].append(v)
+        schema = pa.schema([("request_id", pa.string()), ("user_id", pa.string()), ("item_id", pa.string()),
+                            ("event", pa.string()), ("value", pa.float64()), ("at", pa.float64())])
+        return self._write("feedback", parts, schema)
+
+
+def _drain(q: deque[Any]) -> list[Any]:
+    out = []
+    while True:
+        try:
+            out.append(q.popleft())
+        except IndexError:
+            return out

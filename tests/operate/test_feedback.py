@@ -1,0 +1,117 @@
+"""Feedback: served requests and POST /v1/feedback logged as Parquet partitions, read back for training."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import warnings
+
+import pytest
+
+pytest.importorskip("pyarrow")
+pytest.importorskip("fastapi")
+
+from serving._server import ServerProcess, small_model  # noqa: E402
+
+from reelflow import models  # noqa: E402
+
+URL = "/v1/models/recs/recommend"
+
+
+def _client(**config):
+    from reelflow.serving import ServeConfig, create_app
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+    return TestClient(create_app(ServeConfig("recs@champion", poll_interval=0, **config)))
+
+
+@pytest.fixture
+def registered():
+    models.register("recs", small_model(0), alias="champion")
+
+
+def _parts(home, table):
+    return sorted((home / "feedback" / "recs" / table).glob("date=*/hour=*/part-*.parquet"))
+
+
+def test_served_and_feedback_are_logged_and_read_back_as_interactions(registered, reelflow_home):
+    import pyarrow.parquet as pq
+
+    from reelflow.recs.datasets import from_feedback, read_feedback
+
+    with _client() as c:
+        r = c.post(URL, json={"user_id": 3, "k": 5})
+        assert r.status_code == 200
+        rid = r.json()["request_id"]
+        assert r.headers["x-request-id"] == rid and len(r.json()["items"]) == 5
+        item = r.json()["items"][0]["item_id"]
+        b = c.post(URL, json={"user_ids": [1, 2], "k": 3}).json()
+        assert c.post("/v1/feedback", json={"request_id": rid, "user_id": 3, "item_id": item, "event": "play",
+                                            "value": 1.0}).status_code == 202
+        assert c.post("/v1/feedback", json={"request_id": b["request_id"], "user_id": 2, "item_id": 7,
+                                            "event": "click"}).status_code == 202
+        bad = c.post("/v1/feedback", json={"request_id": "0" * 28, "user_id": 3, "item_id": 1, "event": "play"})
+        assert bad.status_code == 422 and "was not issued by this server" in bad.text
+        assert c.post("/v1/feedback", json={"request_id": rid, "user_id": 3}).status_code == 422
+    # leaving the client ran the shutdown: everything is flushed
+    served = pq.read_table(_parts(reelflow_home, "served")).to_pandas()
+    assert len(served) == 3 and set(served["user_id"]) == {"1", "2", "3"}
+    row = served[served["request_id"] == rid].iloc[0]
+    assert len(row["items"]) == 5 and row["items"][0] == str(item) and row["version"] == 1
+    fb = read_feedback("recs")
+    assert list(fb["event"]) == ["play", "click"] and fb["request_id"].iloc[0] == rid
+    data = from_feedback("recs", weights={"play": 1.0, "click": 0.5})
+    assert len(data) == 2 and data.n_users == 2
+    assert len(from_feedback("recs", events=["play"])) == 1
+    assert read_feedback("recs", until=time.time() - 3600).empty
+
+
+def test_logging_off_leaves_responses_as_before(registered, reelflow_home):
+    with _client(feedback=False) as c:
+        r = c.post(URL, json={"user_id": 3, "k": 5})
+        assert "request_id" not in r.json() and "x-request-id" not in r.headers
+        assert c.post("/v1/feedback", json={}).status_code == 404
+    assert not (reelflow_home / "feedback").exists()
+
+
+def test_partition_rollover_publishes_partition_closed(registered, reelflow_home, monkeypatch):
+    from reelflow import events
+    from reelflow.serving import _feedback
+
+    log = _feedback.FeedbackLog("recs")
+    log.feedback(log.new_request_id(), 1, 2, "play", 1.0)
+    log.flush()
+    assert events.list_events("feedback.partition_closed") == []
+    hour_later = time.time() + 3600
+    monkeypatch.setattr(_feedback.time, "time", lambda: hour_later)
+    log.flush()
+    ev = events.list_events("feedback.partition_closed")
+    assert len(ev) == 1 and ev[0]["payload"]["model"] == "recs" and ev[0]["payload"]["partition"].startswith("date=")
+
+
+def test_kill_9_loses_at_most_the_last_flush_interval(registered, reelflow_home, tmp_path):
+    import httpx
+    import pyarrow.parquet as pq
+
+    srv = ServerProcess("recs@champion", home=reelflow_home, log_dir=tmp_path)
+    try:
+        ids = []
+        with httpx.Client(base_url=srv.url, timeout=30) as h:
+            for u in range(20):
+                r = h.post(URL, json={"user_id": u % 50, "k": 3})
+                assert r.status_code == 200, r.text
+                ids.append(r.json()["request_id"])
+                assert h.post("/v1/feedback", json={"request_id": ids[-1], "user_id": u % 50, "item_id": 1,
+                                                    "event": "play"}).status_code == 202
+        time.sleep(3.0)  # more than the 1 s flush interval: all of it must be on disk now
+        os.killpg(srv.proc.pid, signal.SIGKILL)
+        srv.proc.wait(30)
+    finally:
+        srv.stop()
+    served = pq.read_table(_parts(reelflow_home, "served")).to_pandas()
+    feedback = pq.read_table(_parts(reelflow_home, "feedback")).to_pandas()
+    assert sorted(served["request_id"]) == sorted(ids) and sorted(feedback["request_id"]) == sorted(ids)
+    assert not list((reelflow_home / "feedback").rglob(".tmp-*"))
