@@ -16,6 +16,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,12 +60,21 @@ def set_threads(threads: int | None = None) -> int:
     return n
 
 
-def request_key(model_version: str, item: GenerationItem, settings: GenerationSettings, scheduler: str,
-                input_key: str | None) -> str:
-    """The identity of one request: same model version, input, seed and settings, same key."""
+def _pixels_digest(image: np.ndarray | None) -> str | None:
     import xxhash
 
-    ident = {"model": model_version, "input": input_key, "prompt": item.prompt, "seed": int(item.seed),
+    if image is None:
+        return None
+    a = np.ascontiguousarray(image)
+    return xxhash.xxh3_128_hexdigest(f"{a.dtype.str}{a.shape}".encode() + a.tobytes())
+
+
+def request_key(model_version: str, item: GenerationItem, settings: GenerationSettings, scheduler: str,
+                input_digest: str | None) -> str:
+    """The identity of one request: same model version, input pixels, seed and settings, same key."""
+    import xxhash
+
+    ident = {"model": model_version, "input": input_digest, "prompt": item.prompt, "seed": int(item.seed),
              "steps": settings.steps, "guidance": settings.guidance, "negative_prompt": settings.negative_prompt,
              "scheduler": scheduler}
     return xxhash.xxh3_128_hexdigest(json.dumps(ident, sort_keys=True).encode())
@@ -95,53 +105,75 @@ def run_generation(
     desc = model.describe() if callable(getattr(model, "describe", None)) else {}
     scheduler = str(desc.get("scheduler") or "none")
     device = pick_device(settings.device)
-    threads = set_threads()
+    import torch
+
+    threads = torch.get_num_threads()  # the caller's choice (the flow step calls set_threads())
     rows: list[dict[str, Any] | None] = [None] * len(items)
-    todo: list[tuple[int, str, str | None]] = []
-    for i, item in enumerate(items):
-        input_key = store.save(png_bytes(item.sketch)).key if item.sketch is not None else None
-        rk = request_key(resolved.version, item, settings, scheduler, input_key)
-        found = tables.find(rk)
-        if found is not None:
-            found["reused"] = True
-            rows[i] = found
+    # a request is identified by its input's pixels; the input's PNG blob is written only when it is generated
+    inputs: list[str | None] = [None] * len(items)
+    keys = [request_key(resolved.version, it, settings, scheduler, _pixels_digest(it.sketch)) for it in items]
+    found = tables.find_many(keys)  # one query: what identical requests already produced
+    todo: list[int] = []
+    for i, rk in enumerate(keys):
+        if rk in found:
+            rows[i] = {**found[rk], "reused": True}
         else:
-            todo.append((i, rk, input_key))
+            todo.append(i)
     done = len(items) - len(todo)
     if on_progress is not None:
         on_progress(done, len(items), 0)
-    generated = 0
-    with progress(total=len(todo), desc=f"generating with {resolved.ref}", unit="image", verbose=verbose) as bar:
-        for b in range(0, len(todo), max(1, settings.batch_size)):
-            batch = todo[b:b + settings.batch_size]
-            batch_items = [items[i] for i, _, _ in batch]
+    lineage_base = resolved.lineage()
+    counts = {"done": done, "generated": 0}
+
+    def store_batch(batch: list[int], images: Any, now: float, seconds: float, bar: Any) -> None:
+        """Encode, store and record one batch (in the writer thread, while the next batch generates)."""
+        new_rows = []
+        for i, img in zip(batch, images):
+            item, rk = items[i], keys[i]
+            if item.sketch is not None:
+                inputs[i] = store.save(png_bytes(item.sketch)).key
+            lineage = {**lineage_base, "input": item.name, "input_key": inputs[i], "prompt": item.prompt,
+                       "negative_prompt": settings.negative_prompt, "seed": int(item.seed),
+                       "steps": settings.steps, "guidance": settings.guidance, "scheduler": scheduler,
+                       "device": device, "threads": threads, "created_at": now,
+                       "seconds": round(seconds, 4), "pathspec": pathspec, "shape": list(np.asarray(img).shape)}
+            data = png_bytes(np.asarray(img), {"reelflow:request": rk, "reelflow:model": resolved.version,
+                                               "reelflow:seed": str(item.seed)})
+            ref = store.save(data)
+            new_rows.append({"request_key": rk, "key": ref.key, "size": len(data), "input_key": inputs[i],
+                             "input_name": item.name, "model": resolved.ref, "pathspec": pathspec,
+                             "lineage": lineage, "created_at": now, "user": store.config.user})
+        # one transaction per batch: the rows appear together, after their blobs are durable
+        for i, row in zip(batch, tables.add_outputs(new_rows)):
+            rows[i] = {**row, "reused": False}
+        counts["generated"] += len(batch)
+        counts["done"] += len(batch)
+        bar.update(len(batch))
+        if on_progress is not None:
+            on_progress(counts["done"], len(items), counts["generated"])
+
+    step = max(1, settings.batch_size)
+    # Storing overlaps generating: PNG encoding, hashing and file writes release the GIL, so
+    # with one writer thread the platform's own work hides behind the model's.
+    with progress(total=len(todo), desc=f"generating with {resolved.ref}", unit="image", verbose=verbose) as bar, \
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="reelflow-gen-writer") as writer:
+        pending: Future[None] | None = None
+        for b in range(0, len(todo), step):
+            batch = todo[b:b + step]
+            batch_items = [items[i] for i in batch]
             seeds = [it.seed for it in batch_items]
             t0 = time.time()
             if batch_items[0].sketch is not None:
-                images = model.generate(np.stack([np.asarray(it.sketch) for it in batch_items]), seeds=seeds, device=device)
+                images = model.generate(np.stack([np.asarray(it.sketch) for it in batch_items]), seeds=seeds,
+                                        device=device)
             else:
                 images = model.generate([it.prompt for it in batch_items], seeds=seeds, steps=settings.steps,
                                         guidance=settings.guidance, negative_prompt=settings.negative_prompt,
                                         device=device)
-            seconds = (time.time() - t0) / len(batch)
-            for (i, rk, input_key), item, img in zip(batch, batch_items, images):
-                lineage = {**resolved.lineage(), "input": item.name, "input_key": input_key, "prompt": item.prompt,
-                           "negative_prompt": settings.negative_prompt, "seed": int(item.seed),
-                           "steps": settings.steps, "guidance": settings.guidance, "scheduler": scheduler,
-                           "device": device, "threads": threads, "created_at": time.time(),
-                           "seconds": round(seconds, 4), "pathspec": pathspec,
-                           "shape": list(np.asarray(img).shape)}
-                data = png_bytes(np.asarray(img), {"reelflow:request": rk, "reelflow:model": resolved.version,
-                                                   "reelflow:seed": str(item.seed)})
-                ref = store.save(data)
-                row = tables.add_output(request_key=rk, key=ref.key, size=len(data), input_key=input_key,
-                                        input_name=item.name, model=resolved.ref, pathspec=pathspec,
-                                        lineage=lineage, created_at=time.time(), user=store.config.user)
-                row["reused"] = False
-                rows[i] = row
-                generated += 1
-            done += len(batch)
-            bar.update(len(batch))
-            if on_progress is not None:
-                on_progress(done, len(items), generated)
+            now = time.time()
+            if pending is not None:
+                pending.result()  # at most one batch in flight; its errors surface here
+            pending = writer.submit(store_batch, batch, images, now, (now - t0) / len(batch), bar)
+        if pending is not None:
+            pending.result()
     return [r for r in rows if r is not None]

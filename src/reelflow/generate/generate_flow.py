@@ -73,9 +73,10 @@ class GenerateFlow(FlowSpec):
     def generate(self):
         """Generate this shard's missing images in batches; record each with its lineage."""
         from reelflow.cards import Markdown, ProgressBar
-        from reelflow.generate import GenerationItem, GenerationSettings, resolve_model, run_generation
+        from reelflow.generate import GenerationItem, GenerationSettings, resolve_model, run_generation, set_threads
         from reelflow.store import get_store
 
+        set_threads()  # one per core this task may use (REELFLOW_GEN_THREADS overrides)
         items = [GenerationItem(name=d["name"], seed=d["seed"], sketch=d.get("sketch"), prompt=d.get("prompt"))
                  for d in self.input]
         resolved = resolve_model(self.model, allow_unlicensed=self.allow_unlicensed)

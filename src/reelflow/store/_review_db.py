@@ -89,6 +89,36 @@ class ReviewTables:
                 self.generated.c.request_key == request_key)).mappings().first()
         return None if row is None else _gen_dict(row)
 
+    def find_many(self, request_keys: list[str]) -> dict[str, dict[str, Any]]:
+        """Earlier outputs of these requests, by request key (one query per 500 keys)."""
+        from sqlalchemy import select
+
+        out: dict[str, dict[str, Any]] = {}
+        with self.md.read() as conn:
+            for i in range(0, len(request_keys), 500):
+                chunk = request_keys[i:i + 500]
+                for row in conn.execute(select(self.generated).where(
+                        self.generated.c.request_key.in_(chunk))).mappings():
+                    out[row["request_key"]] = _gen_dict(row)
+        return out
+
+    def add_outputs(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Record several outputs in one transaction (each dict has :meth:`add_output`'s keywords);
+        idempotent on ``request_key``. Returns the rows in order."""
+        from sqlalchemy import insert, select
+
+        keys = [r["request_key"] for r in rows]
+        with self.md.write(lock="generated") as conn:
+            have = {r[0] for r in conn.execute(select(self.generated.c.request_key).where(
+                self.generated.c.request_key.in_(keys)))}
+            new = [{**r, "lineage": json.dumps(r["lineage"], sort_keys=True)} for r in rows
+                   if r["request_key"] not in have]
+            if new:
+                conn.execute(insert(self.generated), new)
+            found = {row["request_key"]: _gen_dict(row) for row in conn.execute(select(self.generated).where(
+                self.generated.c.request_key.in_(keys))).mappings()}
+        return [found[k] for k in keys]
+
     def add_output(self, *, request_key: str, key: str, size: int, input_key: str | None, input_name: str | None,
                    model: str, pathspec: str | None, lineage: dict[str, Any], created_at: float,
                    user: str) -> dict[str, Any]:
