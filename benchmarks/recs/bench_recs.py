@@ -9,8 +9,13 @@ Part 1 (quality, ../shared/datasets/ml-latest-small; every rating an interaction
   same code. Then each reelflow model tuned on a validation period carved from
   train, against every untuned reference.
 Part 2 (speed, ML-1M shape from the synthetic generator: 6,040 x 3,706, ~1M
-  interactions): EASE fit vs the numpy reference, ALS (64 factors, 15 iterations)
-  vs implicit alone, and scoring + top-10 for all users.
+  interactions, seed 0): EASE fit vs the same Cholesky written directly with scipy
+  (the like-for-like comparison) and vs Steck's numpy ``inv`` reference, ALS (64
+  factors, 15 iterations) vs implicit alone, and scoring + top-10 for all users.
+  Timing: reelflow and its reference alternate within each of ``--repeat`` rounds;
+  each figure is the median with min-max over rounds, each ratio reelflow's median
+  / the reference's median. The load average and the BLAS library, kernel and
+  thread count (threadpoolctl) are printed first: absolute times depend on them.
 """
 
 from __future__ import annotations
@@ -75,6 +80,48 @@ def timed(fn, *args):  # type: ignore[no-untyped-def]
     return out, time.perf_counter() - t0
 
 
+def scipy_ease(X: sp.csr_matrix, l2: float) -> np.ndarray:
+    """The closed form reelflow uses (float32 Cholesky: potrf + potri), written directly with scipy."""
+    from scipy.linalg import lapack
+
+    G = np.asarray((X.T @ X).todense(), dtype=np.float32)
+    G[np.diag_indices_from(G)] += np.float32(l2)
+    c, _ = lapack.spotrf(G, lower=False, overwrite_a=True, clean=False)
+    P, _ = lapack.spotri(c, lower=False, overwrite_c=True)
+    P = np.triu(P) + np.triu(P, 1).T
+    B = P / (-np.diag(P))
+    B[np.diag_indices_from(B)] = 0.0
+    return B
+
+
+def interleaved(reps: int, **fns) -> dict[str, list[float]]:  # type: ignore[no-untyped-def]
+    """Seconds of each zero-argument function, alternating order in each of ``reps`` rounds."""
+    out: dict[str, list[float]] = {k: [] for k in fns}
+    names = list(fns)
+    for r in range(reps):
+        for k in names if r % 2 == 0 else names[::-1]:
+            out[k].append(timed(fns[k])[1])
+    return out
+
+
+def med(xs: list[float]) -> str:
+    return f"{np.median(xs):.2f}s ({min(xs):.2f}-{max(xs):.2f})"
+
+
+def environment() -> str:
+    import os
+
+    from threadpoolctl import threadpool_info
+
+    lines = [f"python {sys.version.split()[0]}, numpy {np.__version__}, {os.cpu_count()} CPUs, load average "
+             + " ".join(f"{x:.2f}" for x in os.getloadavg())]
+    for info in threadpool_info():
+        if info.get("user_api") == "blas":
+            lines.append(f"BLAS: {info.get('internal_api')} {info.get('version')}, kernel {info.get('architecture')}, "
+                         f"{info.get('num_threads')} threads ({Path(str(info.get('filepath'))).name})")
+    return "\n".join(lines)
+
+
 def scores(model: RecommenderBase, train, test) -> dict[str, float]:  # type: ignore[no-untyped-def]
     r = evaluate(model, train, test, k=(10, 20), metrics=("hr", "ndcg", "recall")).set_index(["metric", "k"]).value
     return {"HR@10": r[("hr", 10)], "NDCG@10": r[("ndcg", 10)], "Recall@20": r[("recall", 20)]}
@@ -131,24 +178,26 @@ def part1(quick: bool) -> None:
               f"{'beats' if beaten else 'does NOT beat'} every untuned reference")
 
 
-def part2() -> None:
-    print("\nPart 2: ML-1M shape (synthetic generator, 6,040 x 3,706)")
+def part2(reps: int = 5) -> None:
+    print(f"\nPart 2: ML-1M shape (synthetic generator, 6,040 x 3,706, seed 0); median (min-max) over {reps} "
+          "interleaved rounds")
     data = synthetic(6040, 3706, 1_000_000, seed=0)
     X = data.matrix
     print(f"  {data}")
-    reps = 3
-    t_ref = min(timed(numpy_ease, X, EASE_L2)[1] for _ in range(reps))
-    t_rf = min(timed(EASE(l2=EASE_L2).fit, data)[1] for _ in range(reps))
-    print(f"  EASE fit: reelflow {t_rf:.2f}s vs numpy reference {t_ref:.2f}s -> {t_rf / t_ref:.2f}x (goal <= 1.1x)")
-    t_ref = min(timed(implicit_als, X)[1] for _ in range(reps))
-    t_rf = min(timed(ALS(**{**ALS_PARAMS, "factors": 64, "iterations": 15}).fit, data)[1] for _ in range(reps))
-    print(f"  ALS fit (64 factors, 15 it.): reelflow {t_rf:.2f}s vs implicit alone {t_ref:.2f}s -> "
-          f"{t_rf / t_ref:.2f}x (goal <= 1.1x)")
+    t = interleaved(reps, rf=lambda: EASE(l2=EASE_L2).fit(data, verbose=False), scipy=lambda: scipy_ease(X, EASE_L2),
+                    numpy=lambda: numpy_ease(X, EASE_L2))
+    print(f"  EASE fit: reelflow {med(t['rf'])} vs the same Cholesky in scipy {med(t['scipy'])} -> "
+          f"{np.median(t['rf']) / np.median(t['scipy']):.2f}x (goal <= 1.1x); vs Steck's numpy inv (float64) "
+          f"{med(t['numpy'])} -> {np.median(t['rf']) / np.median(t['numpy']):.2f}x")
+    t = interleaved(reps, rf=lambda: ALS(**ALS_PARAMS).fit(data, verbose=False), ref=lambda: implicit_als(X))
+    print(f"  ALS fit (64 factors, 15 it.): reelflow {med(t['rf'])} vs implicit alone {med(t['ref'])} -> "
+          f"{np.median(t['rf']) / np.median(t['ref']):.2f}x (goal <= 1.1x)")
     train, test = leave_last_out(data)
     for name, m in (("EASE", EASE(l2=EASE_L2).fit(data)), ("ALS", ALS(**ALS_PARAMS).fit(data))):
         users = data.user_ids
-        _, t = timed(m.recommend, users, 10)
-        print(f"  {name} scoring + top-10 for all {len(users):,} users: {t:.3f}s = {t / len(users) * 1e3:.4f} ms/user "
+        ts = [timed(m.recommend, users, 10)[1] for _ in range(reps)]
+        t = float(np.median(ts))
+        print(f"  {name} scoring + top-10 for all {len(users):,} users: {med(ts)} = {t / len(users) * 1e3:.4f} ms/user "
               "(goal <= 0.1 ms/user)")
         m.fit(train)
         report, t = timed(evaluate, m, train, test)
@@ -158,10 +207,14 @@ def part2() -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="skip the slow numpy EASE reference on 9.7k items")
+    ap.add_argument("--repeat", type=int, default=5, help="interleaved rounds of each part-2 timing")
+    ap.add_argument("--part", type=int, choices=(1, 2), default=None, help="run only this part")
     args = ap.parse_args()
-    print(f"python {sys.version.split()[0]}, numpy {np.__version__}")
-    part1(args.quick)
-    part2()
+    print(environment())
+    if args.part in (None, 1):
+        part1(args.quick)
+    if args.part in (None, 2):
+        part2(args.repeat)
 
 
 if __name__ == "__main__":
