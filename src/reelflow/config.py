@@ -12,8 +12,9 @@ variable                   meaning                                     default
 ``REELFLOW_HEARTBEAT_      seconds without a heartbeat after which a   ``60``
 TIMEOUT``                  ``running`` run on another host reads as
                            ``abandoned``
-``REELFLOW_FSYNC``         ``0`` skips fsync of new local blobs        ``1``
-                           (faster; not safe against power loss)
+``REELFLOW_FSYNC``         ``0`` skips the blob flush (one syncfs      ``1``
+                           before each metadata commit naming blobs;
+                           faster; not safe against power loss)
 =========================  ==========================================  =====================
 
 The default SQLite URL is built from the home *path* (``Config.metadata_path``), so
