@@ -75,3 +75,20 @@ def test_approved_outputs_become_bandit_arms(reelflow_home):
 
     with pytest.raises(ReelflowError, match="pending, not approved"):
         gen.add_artwork_arms(policy, [ids[2]])
+
+
+def test_the_example_runs_and_writes_a_contact_sheet(reelflow_home, tmp_path):
+    from pathlib import Path
+
+    from PIL import Image
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "generate" / "sketch_to_background.py"
+    p = subprocess.run([sys.executable, str(example), "--quick", "--out", str(tmp_path / "out")], capture_output=True,
+                       text=True, timeout=600, cwd=tmp_path,
+                       env={**os.environ, "REELFLOW_GEN_THREADS": "1", "REELFLOW_PROGRESS": "0"})
+    assert p.returncode == 0, p.stdout + p.stderr
+    sheet = tmp_path / "out" / "contact_sheet.png"
+    assert f"contact sheet (sketch | generated | ground truth): {sheet}" in p.stdout
+    w, h = Image.open(sheet).size
+    assert w > 3 * 4 * SIZE and h > 4 * SIZE  # 16 scenes, 4 per row, three images each
+    assert len(list((tmp_path / "out" / "generated").glob("*.png"))) == 16

@@ -137,3 +137,35 @@ def test_bad_inputs_fail_with_one_line(reelflow_home, tmp_path):
     (folder / "readme.txt").unlink()
     p = _flow("generate_flow", "--model", "nosuch@champion", "--sketches", str(folder), check=False)
     assert p.returncode != 0 and "unknown model reference 'nosuch@champion'" in p.stdout + p.stderr
+
+
+def test_resume_after_a_failed_shard_regenerates_only_what_is_missing(reelflow_home, tmp_path):
+    from pathlib import Path
+
+    from generate._gen import flaky_model
+
+    from reelflow.generate import list_outputs
+
+    tests_dir = str(Path(__file__).resolve().parents[1])
+    marker = tmp_path / "fail-seed"
+    marker.write_text("3")
+    env = {**os.environ, **ENV, "REELFLOW_TEST_FAIL_SEED_FILE": str(marker),
+           "PYTHONPATH": os.pathsep.join([tests_dir, os.environ.get("PYTHONPATH", "")])}
+    models.register("bg", flaky_model(), alias="champion")
+    write_sketches(tmp_path / "sk", 4)
+    args = ["--model", "bg@champion", "--sketches", str(tmp_path / "sk"), "--shards", "2", "--batch-size", "1"]
+    p = subprocess.run([sys.executable, "-m", "reelflow.generate.generate_flow", "run", *args], capture_output=True,
+                       text=True, timeout=600, env=env)
+    assert p.returncode != 0 and "injected failure on seed 3" in p.stdout + p.stderr
+    # shard 0 (seeds 0, 2) finished; shard 1 stored seed 1, then died on seed 3
+    assert sorted(r["lineage"]["seed"] for r in list_outputs(limit=None)) == [0, 1, 2]
+    marker.unlink()
+    p = subprocess.run([sys.executable, "-m", "reelflow.generate.generate_flow", "resume"], capture_output=True,
+                       text=True, timeout=600, env=env)
+    assert p.returncode == 0, p.stdout + p.stderr
+    namespace(None)
+    run = Flow("GenerateFlow").latest_run
+    assert run.successful and len(run["join"].task.data.outputs) == 4
+    assert sorted(r["lineage"]["seed"] for r in list_outputs(limit=None)) == [0, 1, 2, 3]
+    # the resumed run generated one image: the finished shard was reused, the failed one skipped seed 1
+    assert run["join"].task.data.generated == 1
