@@ -115,3 +115,18 @@ def test_kill_9_loses_at_most_the_last_flush_interval(registered, reelflow_home,
     feedback = pq.read_table(_parts(reelflow_home, "feedback")).to_pandas()
     assert sorted(served["request_id"]) == sorted(ids) and sorted(feedback["request_id"]) == sorted(ids)
     assert not list((reelflow_home / "feedback").rglob(".tmp-*"))
+
+
+@pytest.mark.parametrize("uid, iid", [(3, 5), ("u3", "m5")])
+def test_arrow_and_python_parsers_of_served_rows_agree(uid, iid):
+    import json
+
+    from reelflow.serving._feedback import _served_arrow, _served_python
+
+    body = json.dumps({"model": "recs", "version": 2, "user_id": uid, "fallback": None,
+                       "items": [{"item_id": iid, "score": 0.5, "title": "T"}, {"item_id": iid, "score": None}]})
+    empty = json.dumps({"model": "recs", "version": 2, "user_id": uid, "fallback": "popularity", "items": []})
+    rows = [("r1", body.encode(), 1.0), ("r2", empty.encode(), 2.0)]
+    fast, slow = _served_arrow(rows), _served_python(rows)
+    assert fast.equals(slow)
+    assert fast.column("items").to_pylist() == [[str(iid), str(iid)], []]

@@ -22,7 +22,7 @@ import json
 import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, TypeVar
 
 from fastapi import FastAPI, HTTPException
@@ -68,7 +68,8 @@ class ServeConfig:
     inline_cells: int = INLINE_CELLS  # users x catalogue at most this (and k x users <= 1000): score on the loop
     freeze_gc: bool = False  # gc.freeze() after each load: for a dedicated server process only
     max_generate_queue: int = 16  # generation models: jobs waiting at most (429 beyond)
-    feedback: bool = True  # log served requests + accept POST /v1/feedback (serving/_feedback.py)
+    # log served requests + accept POST /v1/feedback (serving/_feedback.py); REELFLOW_SERVE_FEEDBACK=0 turns it off
+    feedback: bool = field(default_factory=lambda: os.environ.get("REELFLOW_SERVE_FEEDBACK", "1") != "0")
     feedback_flush_interval: float = 1.0  # seconds; a kill -9 loses at most this much of the log
 
 

@@ -167,46 +167,41 @@ class FeedbackLog:
         except Exception:
             log.exception("could not publish %s for %s", PARTITION_CLOSED, partition)
 
-    def _write(self, table: str, rows_by_part: dict[str, dict[str, list[Any]]], schema: Any) -> int:
-        import pyarrow as pa
+    def _write_table(self, table: str, part: str, tbl: Any) -> int:
         import pyarrow.parquet as pq
 
-        n = 0
-        for part, cols in rows_by_part.items():
-            folder = self.root / table / part
-            folder.mkdir(parents=True, exist_ok=True)
-            self._seq += 1
-            name = f"part-{time.time_ns()}-{os.getpid()}-{self._seq}.parquet"
-            tmp = folder / f".tmp-{name}"
-            tbl = pa.table(cols, schema=schema)
-            pq.write_table(tbl, tmp)
-            os.replace(tmp, folder / name)
-            self._open.add(part)
-            n += tbl.num_rows
-        return n
+        folder = self.root / table / part
+        folder.mkdir(parents=True, exist_ok=True)
+        self._seq += 1
+        name = f"part-{time.time_ns()}-{os.getpid()}-{self._seq}.parquet"
+        tmp = folder / f".tmp-{name}"
+        pq.write_table(tbl, tmp)
+        os.replace(tmp, folder / name)  # readers never see half a part
+        self._open.add(part)
+        return int(tbl.num_rows)
 
     def _write_served(self, rows: list[tuple[str, bytes, float]]) -> int:
         import pyarrow as pa
 
-        parts: dict[str, dict[str, list[Any]]] = {}
-        for rid, body, at in rows:
-            doc = json.loads(body)
-            results = doc["results"] if "results" in doc else [doc]
-            cols = parts.setdefault(_partition(at), {k: [] for k in
-                                                     ("request_id", "user_id", "items", "scores", "model",
-                                                      "version", "at")})
-            for r in results:
-                cols["request_id"].append(rid)
-                cols["user_id"].append(str(r["user_id"]))
-                cols["items"].append([str(i["item_id"]) for i in r["items"]])
-                cols["scores"].append([i["score"] for i in r["items"]])
-                cols["model"].append(doc.get("model", self.model))
-                cols["version"].append(int(doc.get("version", 0)))
-                cols["at"].append(at)
-        schema = pa.schema([("request_id", pa.string()), ("user_id", pa.string()),
-                            ("items", pa.list_(pa.string())), ("scores", pa.list_(pa.float64())),
-                            ("model", pa.string()), ("version", pa.int64()), ("at", pa.float64())])
-        return self._write("served", parts, schema)
+        by_part: dict[str, list[tuple[str, bytes, float]]] = {}
+        for row in rows:
+            by_part.setdefault(_partition(row[2]), []).append(row)
+        n = 0
+        for part, chunk in by_part.items():
+            single: list[tuple[str, bytes, float]] = []
+            batch: list[tuple[str, bytes, float]] = []
+            for r in chunk:  # a batch answer has "results" near its start (after model and version)
+                (batch if b'"results":[' in r[1][:600] else single).append(r)
+            tables = []
+            if single:
+                try:  # the C++ JSON reader, outside the GIL: the request threads barely notice a flush
+                    tables.append(_served_arrow(single))
+                except (pa.ArrowInvalid, pa.ArrowTypeError, KeyError, ValueError):
+                    tables.append(_served_python(single))
+            if batch:
+                tables.append(_served_python(batch))
+            n += self._write_table("served", part, pa.concat_tables(tables) if len(tables) > 1 else tables[0])
+        return n
 
     def _write_feedback(self, rows: list[tuple[str, str, str, str, float, float]]) -> int:
         import pyarrow as pa
@@ -219,7 +214,7 @@ class FeedbackLog:
                 cols[k].append(v)
         schema = pa.schema([("request_id", pa.string()), ("user_id", pa.string()), ("item_id", pa.string()),
                             ("event", pa.string()), ("value", pa.float64()), ("at", pa.float64())])
-        return self._write("feedback", parts, schema)
+        return sum(self._write_table("feedback", part, pa.table(cols, schema=schema)) for part, cols in parts.items())
 
 
 def _drain(q: deque[Any]) -> list[Any]:
@@ -229,3 +224,54 @@ def _drain(q: deque[Any]) -> list[Any]:
             out.append(q.popleft())
         except IndexError:
             return out
+
+
+def _served_schema() -> Any:
+    import pyarrow as pa
+
+    return pa.schema([("request_id", pa.string()), ("user_id", pa.string()), ("items", pa.list_(pa.string())),
+                      ("scores", pa.list_(pa.float64())), ("model", pa.string()), ("version", pa.int64()),
+                      ("at", pa.float64())])
+
+
+def _served_arrow(rows: list[tuple[str, bytes, float]]) -> Any:
+    """Single-user responses parsed by Arrow's JSON reader (C++) into the served table."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.json as pj
+
+    t = pj.read_json(io.BytesIO(b"\n".join(r[1] for r in rows)))
+    items = t.column("items").combine_chunks()
+    flat = pc.list_flatten(items)
+    offsets = items.offsets
+    ids = pc.cast(pc.struct_field(flat, "item_id"), pa.string())
+    scores = pc.cast(pc.struct_field(flat, "score"), pa.float64())
+    return pa.table({
+        "request_id": pa.array([r[0] for r in rows], pa.string()),
+        "user_id": pc.cast(t.column("user_id"), pa.string()),
+        "items": pa.ListArray.from_arrays(offsets, ids),
+        "scores": pa.ListArray.from_arrays(offsets, scores),
+        "model": pc.cast(t.column("model"), pa.string()),
+        "version": pc.cast(t.column("version"), pa.int64()),
+        "at": pa.array([r[2] for r in rows], pa.float64()),
+    }, schema=_served_schema())
+
+
+def _served_python(rows: list[tuple[str, bytes, float]]) -> Any:
+    """Any response (batches too), parsed in Python."""
+    import pyarrow as pa
+
+    cols: dict[str, list[Any]] = {k: [] for k in ("request_id", "user_id", "items", "scores", "model", "version", "at")}
+    for rid, body, at in rows:
+        doc = json.loads(body)
+        for r in doc["results"] if "results" in doc else [doc]:
+            cols["request_id"].append(rid)
+            cols["user_id"].append(str(r["user_id"]))
+            cols["items"].append([str(i["item_id"]) for i in r["items"]])
+            cols["scores"].append([i["score"] for i in r["items"]])
+            cols["model"].append(doc.get("model"))
+            cols["version"].append(int(doc.get("version", 0)))
+            cols["at"].append(at)
+    return pa.table(cols, schema=_served_schema())
