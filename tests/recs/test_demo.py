@@ -32,3 +32,26 @@ def test_demo_rejects_unknown_model(tmp_path):
     p = demo("--models", '["Nope"]', "--quiet", cwd=tmp_path)
     assert p.returncode == 1
     assert "unknown model 'Nope'" in p.stderr
+
+
+def test_demo_compares_the_hybrid_and_the_time_boxed_transformer_and_says_why(tmp_path):
+    import pytest
+
+    pytest.importorskip("torch")
+    p = demo("--models", '["EASE", "HybridEASE", "SASRec"]', "--sasrec-budget", "2", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "HybridEASE: test ndcg@10" in p.stdout and "SASRec: test ndcg@10" in p.stdout
+    why = next(line.partition("Why ")[2] for line in p.stdout.splitlines() if "Why " in line)
+    run = Flow("RecsDemoFlow").latest_run
+    assert why.startswith(f"{run.data.champion_name} won: the best validation ndcg@10")
+    assert "over the runner-up" in why and "SASRec trained" in why and "2 s budget" in why
+    assert sorted(run.data.comparison.model) == ["EASE", "HybridEASE", "SASRec"]
+
+
+def test_default_models_include_the_new_ones_where_they_fit():
+    import importlib.util
+
+    from reelflow.recs.demo_flow import DEFAULT_MODELS, GRIDS
+
+    assert "HybridEASE" in DEFAULT_MODELS and set(DEFAULT_MODELS) <= set(GRIDS)
+    assert ("SASRec" in DEFAULT_MODELS) == (importlib.util.find_spec("torch") is not None)

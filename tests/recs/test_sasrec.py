@@ -162,3 +162,15 @@ def test_evaluates_like_any_model_and_bad_params():
                        ({"time_budget": 0}, "time_budget must be a positive")]:
         with pytest.raises(ValueError, match=match):
             small(**bad).fit(train)
+
+
+def test_a_pickled_model_as_the_registry_stores_it_rebuilds_its_network_on_use():
+    pytest.importorskip("torch")
+    import pickle
+
+    m = small(max_epochs=5).fit(cycle(), verbose=False)
+    state = m.__getstate__()
+    assert "_net" not in state and "_train_data" not in state
+    back = pickle.loads(pickle.dumps(m))
+    np.testing.assert_array_equal(back.recommend(["probe", "u3"], n=4)[1], m.recommend(["probe", "u3"], n=4)[1])
+    np.testing.assert_array_equal(back.recommend(["probe"], n=4)[0], m.recommend(["probe"], n=4)[0])
