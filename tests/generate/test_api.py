@@ -92,3 +92,23 @@ def test_the_example_runs_and_writes_a_contact_sheet(reelflow_home, tmp_path):
     w, h = Image.open(sheet).size
     assert w > 3 * 4 * SIZE and h > 4 * SIZE  # 16 scenes, 4 per row, three images each
     assert len(list((tmp_path / "out" / "generated").glob("*.png"))) == 16
+
+
+def test_gc_keeps_generated_images_and_their_inputs(reelflow_home):
+    from reelflow.generate import GenerationItem, GenerationSettings, load_output_image, make_pairs, run_generation
+    from reelflow.generate._sources import ResolvedModel
+    from reelflow.store import get_store
+    from reelflow.store._gc import collect_garbage
+
+    store = get_store()
+    store.preflight()
+    sk, _ = make_pairs(2, seed=1, size=SIZE)
+    rows = run_generation(ResolvedModel(tiny_model(epochs=1, n=8), "t", "registry", "t/1", "x"),
+                          [GenerationItem(name=str(i), seed=i, sketch=s) for i, s in enumerate(sk)],
+                          GenerationSettings(device="cpu"), store=store, verbose=False)
+    orphan = store.save(b"nobody refers to this").key
+    collect_garbage(store, grace=0.0)
+    assert not store.blobs.exists(orphan)  # gc ran and removed what nothing names
+    for r in rows:
+        assert load_output_image(r["id"]).shape == (SIZE, SIZE, 3)
+        assert store.load(r["input_key"])[:8] == b"\x89PNG\r\n\x1a\n"
