@@ -193,3 +193,49 @@ def test_blobs_are_flushed_before_the_metadata_that_names_them_commits(tmp_path,
     md.heartbeat(run_id)
     md.finish_run(run_id, "succeeded")
     assert events == ["commit", "commit"]  # rows naming no blob do not pay for a flush
+
+
+def test_a_run_flushes_its_blobs_before_each_task_record_commits(load_flow, monkeypatch):
+    """End to end: every task row (which names artifact and log blobs) commits after a flush
+    that follows the last blob write before it."""
+    from sqlalchemy import event
+
+    from reelflow.runtime import LocalRuntime
+    from reelflow.store import get_store
+
+    monkeypatch.delenv("REELFLOW_FSYNC", raising=False)
+    cls = load_flow("""
+class Two(FlowSpec):
+    @step
+    def start(self):
+        self.x = list(range(100))
+        print("hello")
+        self.next(self.end)
+    @step
+    def end(self):
+        self.y = sum(self.x)
+""")
+    store = get_store()
+    events: list[str] = []
+    real_put, real_flush = LocalBlobStore.put, LocalBlobStore.flush
+
+    def put(self, key, chunks):  # type: ignore[no-untyped-def]
+        new = real_put(self, key, chunks)
+        if new:
+            events.append("put")
+        return new
+
+    def flush(self):  # type: ignore[no-untyped-def]
+        events.append("flush")
+        real_flush(self)
+
+    monkeypatch.setattr(LocalBlobStore, "put", put)
+    monkeypatch.setattr(LocalBlobStore, "flush", flush)
+    event.listen(store.metadata.engine, "before_cursor_execute",
+                 lambda conn, cur, stmt, *a: events.append("task row") if stmt.startswith("INSERT INTO tasks") else None)
+    LocalRuntime(cls, quiet=True, inprocess=True).run({})
+    assert events.count("task row") == 2 and events.count("put") >= 3
+    for i, e in enumerate(events):
+        if e == "task row":
+            last_put = max(j for j in range(i) if events[j] == "put")
+            assert "flush" in events[last_put:i], events
