@@ -101,3 +101,20 @@ def test_a_full_queue_answers_429(reelflow_home):
             assert r.status_code == 429 and r.headers["retry-after"] and "queue is full" in r.text
     finally:
         release.set()
+
+
+def test_generation_routes_need_the_token(reelflow_home):
+    from fastapi.testclient import TestClient
+
+    from reelflow.serving import ServeConfig, create_app
+
+    models.register("backgrounds", tiny_model(epochs=1, n=8), alias="champion")
+    app = create_app(ServeConfig(spec="backgrounds@champion", poll_interval=0, token="s3cret"))
+    sk = _b64(png_bytes(make_pairs(1, seed=3, size=SIZE)[0][0]))
+    with TestClient(app) as c:
+        assert c.post("/v1/models/backgrounds/generate", json={"sketch": sk}).status_code == 401
+        assert c.get("/v1/jobs/x").status_code == 401
+        r = c.post("/v1/models/backgrounds/generate", json={"sketch": sk}, headers={"Authorization": "Bearer s3cret"})
+        assert r.status_code == 202
+        assert c.post("/v1/models/backgrounds/generate", json={"sketch": sk, "seed": -1},
+                      headers={"Authorization": "Bearer s3cret"}).status_code == 422
