@@ -8,6 +8,7 @@ Ctrl-C, logs, resume and metrics must behave the same whichever runs the tasks.
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import os
 import signal
@@ -43,11 +44,13 @@ def _run(cls, executor, params=None, **kw):
 
 BEHAVE = """
 import os
-from reelflow import FlowSpec, step, retry, catch, current
+from reelflow import FlowSpec, step, retry, catch, current, environment
 
 class Behave(FlowSpec):
+    @environment(vars={"RF_EXECUTOR_TEST": "on"})
     @step
     def start(self):
+        self.env_in_start = os.environ.get("RF_EXECUTOR_TEST")
         self.items = [1, 2, 3]
         print("starting")
         self.next(self.work, foreach="items")
@@ -79,13 +82,19 @@ class Behave(FlowSpec):
     def end(self):
         self.caught = self.problem.type
         self.pid = os.getpid()
+        self.env_in_end = os.environ.get("RF_EXECUTOR_TEST")
 """
 
 
 def test_foreach_retry_catch_metrics_and_logs(load_flow, executor):
     cls = load_flow(BEHAVE)
+    frozen = gc.get_freeze_count()
     r = _run(cls, executor)
     assert r.successful
+    assert gc.get_freeze_count() == frozen  # the caller's garbage is still collected (no gc.freeze here)
+    # @environment holds for its step only: not in later steps, nor in the caller when run in-process
+    assert r["start"].task.data.env_in_start == "on" and r.data.env_in_end is None
+    assert "RF_EXECUTOR_TEST" not in os.environ
     assert r.data.total == 14 and r.data.attempts == [0, 0, 1]
     assert r.data.caught == "ValueError"
     assert (r.data.pid == os.getpid()) == (executor == "inprocess")  # only in-process runs steps here
@@ -181,6 +190,15 @@ if __name__ == "__main__":
 
 
 def test_ctrl_c_stops_the_run_and_records_it(write_flow, executor, tmp_path, request):
+    _interrupt(write_flow, executor, tmp_path, request, signal.SIGINT)
+
+
+def test_sigterm_stops_a_ray_run_too(write_flow, tmp_path, request, ray_single):
+    # ray.init installs a SIGTERM handler of its own; the run's must win (exit 143, run recorded)
+    _interrupt(write_flow, "ray", tmp_path, request, signal.SIGTERM)
+
+
+def _interrupt(write_flow, executor, tmp_path, request, sig):
     mark = tmp_path / "mark"
     path = write_flow(CTRL_C.replace("MARK_PATH", str(mark)))
     env = dict(os.environ)
@@ -196,14 +214,18 @@ def test_ctrl_c_stops_the_run_and_records_it(write_flow, executor, tmp_path, req
                 pytest.fail(f"the run ended ({proc.returncode}) before its step started:\n{out}\n{err}")
             assert time.monotonic() < deadline, "the step never started"
             time.sleep(0.05)
-        os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C: the whole foreground group
+        if sig == signal.SIGINT:
+            os.killpg(proc.pid, sig)  # a terminal's Ctrl-C: the whole foreground group
+        else:
+            proc.send_signal(sig)  # `kill` or a supervisor: the runner only
         out, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
-    assert proc.returncode == 130, (out, err)
-    assert "interrupted (SIGINT)" in err and "Traceback" not in err
+    name = signal.Signals(sig).name
+    assert proc.returncode == 128 + sig, (out, err)
+    assert f"interrupted ({name})" in err and "Traceback" not in err
     step_pid = int(mark.read_text())
     if executor != "inprocess":  # the step's process is gone (a Ray worker too: cancelled with force)
         deadline = time.monotonic() + 60
@@ -213,7 +235,7 @@ def test_ctrl_c_stops_the_run_and_records_it(write_flow, executor, tmp_path, req
     namespace(None)
     r = Flow("Stoppable").latest_run
     assert r.status == "failed" and r.status_reason == "interrupted"
-    assert "stopped by SIGINT" in r["wait"].task.exception
+    assert f"stopped by {name}" in r["wait"].task.exception
 
 
 def _alive(pid: int) -> bool:
@@ -342,3 +364,32 @@ def test_ray_task_resources_and_node(load_flow, ray_single):
     assert r.data.cpus == 2.0
     assert r.data.node in {n["NodeID"] for n in ray.nodes()}
     assert r["start"].task.resources["cpu"] == 2
+
+
+def test_ray_workers_get_the_flow_code_from_the_store(write_flow, ray_single):
+    # A sibling module the flow imports, and the flow's own file, come from the code
+    # snapshot in the store, unpacked by the worker; not from the driver's folder.
+    path = write_flow("""
+        import helpers_for_ray
+
+        class Shipped(FlowSpec):
+            @step
+            def start(self):
+                self.value = helpers_for_ray.answer()
+                self.where = __file__
+                self.next(self.end)
+            @step
+            def end(self):
+                pass
+    """, "shipped_flow.py")
+    (path.parent / "helpers_for_ray.py").write_text("def answer():\n    return 42\n")
+    from reelflow.cli import load_flow_file
+
+    sys.path.insert(0, str(path.parent))
+    try:
+        cls = load_flow_file(str(path))
+    finally:
+        sys.path.remove(str(path.parent))
+    r = _run(cls, "ray")
+    assert r.data.value == 42
+    assert "reelflow-code-" in r.data.where and not r.data.where.startswith(str(path.parent))

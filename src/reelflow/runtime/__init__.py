@@ -1,4 +1,7 @@
-"""Running flows: the local scheduler, worker processes, the flow CLI and ``Runner``.
+"""Running flows: the scheduler, the executors that run its tasks, the flow CLI and ``Runner``.
+
+An :class:`Executor` runs task attempts: in this process, in forked or spawned
+workers, through a fork server, or as Ray tasks (``--executor ray``).
 
 Names load on first use, so running a flow does not import what only notebooks need.
 """
@@ -8,7 +11,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["LocalRuntime", "Runner", "ExecutingRun", "CaughtException", "TaskSpec"]
+__all__ = ["LocalRuntime", "Runner", "ExecutingRun", "CaughtException", "TaskSpec", "TaskResult", "Executor",
+           "ExecutorContext", "EXECUTORS", "RunState"]
 
 _WHERE = {
     "LocalRuntime": "._scheduler",
@@ -16,12 +20,19 @@ _WHERE = {
     "ExecutingRun": "._runner",
     "CaughtException": "._task",
     "TaskSpec": "._task",
+    "TaskResult": "._task",
+    "Executor": "._executors",
+    "ExecutorContext": "._executors",
+    "EXECUTORS": "._executors",
+    "RunState": "._state",
 }
 
 if TYPE_CHECKING:
+    from ._executors import EXECUTORS, Executor, ExecutorContext
     from ._runner import ExecutingRun, Runner
+    from ._state import RunState
     from ._scheduler import LocalRuntime
-    from ._task import CaughtException, TaskSpec
+    from ._task import CaughtException, TaskResult, TaskSpec
 
 
 def __getattr__(name: str) -> Any:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import signal
 import sys
 import tarfile
 import tempfile
@@ -177,6 +178,9 @@ class RayExecutor:
         self._owned = False
         if not ray.is_initialized():
             address = address or os.environ.get("RAY_ADDRESS") or None
+            # ray.init installs its own SIGTERM handler; the run's (stop the tasks, record the
+            # run, exit 143) must stay in place.
+            handlers = _signal_handlers()
             try:
                 if address:
                     ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
@@ -191,6 +195,8 @@ class RayExecutor:
                     + ("check that `ray start --head` runs there and RAY_ADDRESS is right"
                        if address else "unset REELFLOW_EXECUTOR or set RAY_ADDRESS to a running cluster")
                 ) from None
+            finally:
+                _restore_signal_handlers(handlers)
             self._owned = True
         self._nodes: list[dict[str, float]] = []
         self._nodes_at = 0.0
@@ -335,6 +341,18 @@ class RayExecutor:
         if self._owned:
             self._owned = False
             self._ray.shutdown()
+
+
+def _signal_handlers() -> dict[int, Any]:
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
+def _restore_signal_handlers(handlers: dict[int, Any]) -> None:
+    for sig, handler in handlers.items():
+        if handler is not None:
+            signal.signal(sig, handler)
 
 
 # -- the worker side -------------------------------------------------------------------

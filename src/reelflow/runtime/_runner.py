@@ -87,7 +87,8 @@ class Runner:
 
     def run(self, **kwargs: Any) -> ExecutingRun:
         """Start a run; keyword arguments are flow parameters or run options
-        (``max_workers``, ``max_num_splits``, ``tags``, ``with_``, ``quiet``, ``inprocess``)."""
+        (``max_workers``, ``max_num_splits``, ``tags``, ``with_``, ``quiet``, ``inprocess``,
+        ``executor``: ``"ray"`` runs the tasks on Ray)."""
         return self._execute(["run"], kwargs)
 
     def resume(self, step: str | None = None, origin_run_id: str | None = None, **kwargs: Any) -> ExecutingRun:
