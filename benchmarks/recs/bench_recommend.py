@@ -15,9 +15,10 @@ member's seen items masked through the CSR ``indptr``/``indices`` slice,
 return the same items (checked for every member timed).
 
 Timing: ``--repeat`` rounds; in each round, for each model, reelflow and the
-reference each answer the same ``--calls`` members, in alternating order. A
-figure is the median per-call time over rounds, with the min-max over rounds;
-the ratio is reelflow / reference (goal <= 1.25x). Batch scoring (all members
+reference answer the same ``--calls`` members call by call, alternating which
+goes first, so a change of machine load hits both alike. A round's figure is its
+median per-call time; printed are the median over rounds with the min-max over
+rounds; the ratio is reelflow / reference (goal <= 1.25x). Batch scoring (all members
 at once) is timed the same way. Data: ml-latest-small from ../shared/datasets
 (items with >= 5 interactions, so EASE fits in seconds), else a synthetic set of
 the same shape. Load average and the BLAS library/kernel are printed first.
@@ -103,11 +104,17 @@ def bare_numpy(model: RecommenderBase) -> Callable[[Any, int], np.ndarray]:
     return top
 
 
-def per_call(fn: Callable[[Any], Any], users: list[Any]) -> float:
-    t0 = time.perf_counter()
-    for u in users:
-        fn(u)
-    return (time.perf_counter() - t0) / len(users)
+def paired(rf: Callable[[Any], Any], ref: Callable[[Any], Any], users: list[Any], flip: bool) -> tuple[float, float]:
+    """Median seconds per call of ``rf`` and ``ref``, timed call by call in alternating order
+    on the same members (a load change hits both alike)."""
+    a, b = [], []
+    for i, u in enumerate(users):
+        first, second = ((rf, a), (ref, b)) if (i % 2 == 0) != flip else ((ref, b), (rf, a))
+        for fn, out in (first, second):
+            t0 = time.perf_counter()
+            fn(u)
+            out.append(time.perf_counter() - t0)
+    return float(np.median(a)), float(np.median(b))
 
 
 def fmt(xs: list[float], scale: float = 1e6) -> str:
@@ -150,14 +157,14 @@ def main() -> None:
         for name, m in models.items():
             ref = refs[name]
             rf_t, np_t = ones[name]
-            order = [(rf_t, lambda u, m=m: m.recommend([u], 10)), (np_t, lambda u, ref=ref: ref(u, 10))]
-            for times, fn in order if r % 2 == 0 else order[::-1]:
-                times.append(per_call(fn, users))
+            a_s, b_s = paired(lambda u, m=m: m.recommend([u], 10), lambda u, ref=ref: ref(u, 10), users, r % 2 == 1)
+            rf_t.append(a_s)
+            np_t.append(b_s)
             t0 = time.perf_counter()
             m.recommend(data.user_ids, 10)
             batch[name].append((time.perf_counter() - t0) / len(data.user_ids))
-    print(f"\none member's top-10, per call in us: median (min-max) over {args.repeat} interleaved rounds "
-          f"of {args.calls} calls; ratio = reelflow / bare numpy, goal <= 1.25x")
+    print(f"\none member's top-10, per call in us: median (min-max) over {args.repeat} rounds "
+          f"of {args.calls} paired calls; ratio = reelflow / bare numpy, goal <= 1.25x")
     print(f"{'model':<12} {'reelflow':>22} {'bare numpy':>22} {'ratio':>7}  {'batch (all members), us/member':>32}")
     for name in models:
         rf_t, np_t = ones[name]

@@ -179,7 +179,10 @@ class RecommenderBase(BaseEstimator, ABC):
                 f"n={n} is larger than the {'candidate list' if items is not None else 'catalogue'} "
                 f"({n_cand} items); ask for at most {n_cand}"
             )
-        upos = self._user_positions(user_ids)
+        if len(user_ids) == 1 and isinstance(user_ids, (list, tuple)):  # type: ignore[arg-type]
+            upos = np.array([self._user_pos.get(user_ids[0], -1)], dtype=np.int64)  # one member: no fromiter
+        else:
+            upos = self._user_positions(user_ids)
         allowed = None
         if items is not None:
             allowed = np.zeros(len(self.item_ids_), bool)
