@@ -37,13 +37,14 @@ import time
 from pathlib import Path
 
 FOREACH = """
-from {lib} import FlowSpec, step
+from {lib} import FlowSpec, Parameter, step
 
 class RayBench(FlowSpec):
+    n = Parameter("n", default=100)
+
     @step
     def start(self):
-        import os
-        self.items = list(range(int(os.environ["BENCH_N"])))
+        self.items = list(range(int(self.n)))
         self.next(self.work, foreach="items")
 
     @step
@@ -209,7 +210,7 @@ def overhead(args: argparse.Namespace, root: Path, have_mf: bool) -> None:
                         dt = bare_ray(cluster.address, n)
                     else:
                         folder, cmd, env = engines[name]
-                        dt = timed([*cmd, "--max-num-splits", str(n)], {**env, "BENCH_N": str(n)}, folder)
+                        dt = timed([*cmd, "--n", str(n), "--max-num-splits", str(n)], env, folder)
                     times.setdefault((name, n), []).append(dt)
                     print(f"  rep {rep} {name:20s} N={n:5d} {dt:7.2f} s", flush=True)
         print(f"\nforeach of N trivial tasks, whole command (median, min-max over {args.repeat} reps):")
@@ -247,8 +248,12 @@ def _postgres(base: Path) -> tuple[str, list[str]]:
 
 
 def throughput(args: argparse.Namespace, root: Path) -> None:
-    from moto.server import ThreadedMotoServer
+    import logging
+
     import s3fs
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per S3 request
 
     base = Path(tempfile.mkdtemp(prefix="rf-bpg-", dir="/tmp"))
     pg_url, pg_stop = _postgres(base)

@@ -298,8 +298,12 @@ def test_executor_option_on_the_command_line(write_flow):
     assert "[1/wait/2] waiting" in p.stdout
 
 
-@pytest.mark.skipif(HAVE_RAY, reason="checks the message shown when Ray is absent")
-def test_ray_executor_without_ray_names_the_extra(load_flow):
+def test_ray_executor_without_ray_names_the_extra(load_flow, monkeypatch):
+    from reelflow import _extras
+    from reelflow.errors import MissingExtraError
+
+    real = _extras._installed
+    monkeypatch.setattr(_extras, "_installed", lambda m: m != "ray" and real(m))  # as if Ray were absent
     cls = load_flow("""
         class NoRay(FlowSpec):
             @step
@@ -309,8 +313,11 @@ def test_ray_executor_without_ray_names_the_extra(load_flow):
             def end(self):
                 pass
     """)
-    with pytest.raises(Exception, match=r"pip install 'reelflow\[ray\]'"):
+    with pytest.raises(MissingExtraError, match=r"--executor ray needs ray.*pip install 'reelflow\[ray\]'"):
         _run(cls, "ray")
+    from reelflow.store import get_store
+
+    assert get_store().metadata.list_runs("NoRay") == []  # refused before a run was recorded
 
 
 def test_the_core_install_does_not_import_ray(write_flow):
