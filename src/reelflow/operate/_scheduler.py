@@ -185,7 +185,7 @@ class Scheduler:
                 if dep.paused:
                     vals = {"status": "skipped", "reason": "the deployment was paused", "finished_at": real}
                 elif running < dep.max_concurrent:
-                    vals = {"status": "running", "scheduler": self.id, "started_at": real,
+                    vals = {"status": "running", "scheduler": self.id, "started_at": time.time(),
                             "lease_until": real + self.lease}
                     fv = dep if int(f["version"]) == dep.version else _deployment(
                         d, _version_row(conn, t, name, int(f["version"])))
