@@ -21,7 +21,9 @@ def test_all_names_exported():
 
 def test_subpackages_export_what_they_declare():
     import reelflow.client
+    import reelflow.events
     import reelflow.flows
+    import reelflow.operate
     import reelflow.content.bandits
     import reelflow.content.experiments
     import reelflow.content.ope
@@ -30,7 +32,7 @@ def test_subpackages_export_what_they_declare():
     import reelflow.runtime
     import reelflow.store
 
-    for mod in (reelflow.flows, reelflow.client, reelflow.runtime, reelflow.store, reelflow.recs, reelflow.registry,
+    for mod in (reelflow.flows, reelflow.operate, reelflow.events, reelflow.client, reelflow.runtime, reelflow.store, reelflow.recs, reelflow.registry,
                 reelflow.content.bandits, reelflow.content.ope, reelflow.content.experiments):
         for name in mod.__all__:
             assert hasattr(mod, name), f"{mod.__name__}.{name}"

@@ -112,7 +112,7 @@ def main() -> None:
                     raise SystemExit(f"event {eid} did not start a run within 60 s: {proc.stderr}")
                 to_fire.append(fired - t_pub)
                 to_run.append(run_at - t_pub)
-                time.sleep(1.0)  # let the run finish: max_concurrent=1 per deployment
+                time.sleep(1.0 + float(rng.uniform(0, 0.5)))  # the run finishes; the next publish lands at a random phase of the poll
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(120)

@@ -7,8 +7,6 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("croniter")
-
 
 @pytest.fixture
 def flow_dir(tmp_path):

@@ -11,6 +11,8 @@ import time
 
 import pytest
 
+pytest.importorskip("croniter")
+
 from operate.opshelpers import cli, ok
 
 TRAIN = """
@@ -294,3 +296,29 @@ def test_two_schedulers_on_postgresql_start_each_firing_exactly_once(postgres_ur
     started_by = [o.count("started (pid") for o in outs]
     assert sum(started_by) == 5, outs
     assert json.loads(json.dumps([f["run_id"] for f in fs])) and len({f["run_id"] for f in fs}) == 5
+
+
+def test_a_lapsed_lease_of_a_dead_scheduler_is_closed_and_the_queue_moves_on(flow_dir, firings):
+    from sqlalchemy import insert
+
+    from reelflow import events
+    from reelflow.operate import Scheduler
+    from reelflow.store import get_store
+    from reelflow.store._operate_db import operate_tables
+
+    _deploy(flow_dir("train.py", TRAIN))
+    store = get_store()
+    t = operate_tables(store.metadata)
+    trig = {"type": "event", "deployment": "TrainFlow",
+            "event": {"name": "ratings.arrived", "payload": {}, "timestamp": 0.0, "id": 999}}
+    with store.metadata.write() as conn:  # what a scheduler killed mid-run leaves behind
+        conn.execute(insert(t.firings).values(
+            deployment="TrainFlow", version=1, key="event:999", trigger=json.dumps(trig), params="{}",
+            status="running", scheduler="elsewhere:1:dead", lease_until=time.time() - 1, created_at=time.time(),
+            started_at=time.time()))
+    events.publish("ratings.arrived", {"day": 4})
+    lines: list[str] = []
+    Scheduler(echo=lines.append).run_once()
+    fs = firings("TrainFlow")
+    assert fs[0]["status"] == "failed" and "stopped renewing its lease" in fs[0]["reason"], fs
+    assert fs[1]["status"] == "succeeded" and _runs("TrainFlow")[0].data.day == 4, lines

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+pytest.importorskip("croniter")
+
 from reelflow import FlowSpec, current, schedule, step, trigger, trigger_on_finish
 from reelflow.errors import FlowDefinitionError
 from reelflow.flows._triggers import Trigger, flow_triggers
