@@ -322,3 +322,27 @@ def test_a_lapsed_lease_of_a_dead_scheduler_is_closed_and_the_queue_moves_on(flo
     fs = firings("TrainFlow")
     assert fs[0]["status"] == "failed" and "stopped renewing its lease" in fs[0]["reason"], fs
     assert fs[1]["status"] == "succeeded" and _runs("TrainFlow")[0].data.day == 4, lines
+
+
+def test_sigterm_with_a_short_drain_timeout_interrupts_and_records_the_run(flow_dir, firings):
+    from reelflow import events
+
+    _deploy(flow_dir("train.py", TRAIN), "--param", "naptime=60")
+    proc = subprocess.Popen([sys.executable, "-m", "reelflow.cli", "scheduler", "--poll-interval", "0.2",
+                             "--drain-timeout", "1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=dict(os.environ))
+    try:
+        events.publish("ratings.arrived", {"day": 1})
+        _wait_for(lambda: any(f["status"] == "running" and f["run_id"] for f in firings("TrainFlow")), proc,
+                  "the run to start")
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, out
+    f = firings("TrainFlow")[0]
+    assert f["status"] == "failed" and "drain timeout of 1s ran out" in f["reason"], out
+    run = _runs("TrainFlow")[0]
+    assert not run.successful

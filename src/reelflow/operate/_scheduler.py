@@ -24,7 +24,8 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -362,22 +363,34 @@ class Scheduler:
         return started
 
     def run_once(self, now: float | None = None, *, rounds: int = 20) -> None:
-        """Process what is due at ``now``, wait for the runs started, and again for what they trigger."""
-        for _ in range(rounds):
-            started = self.tick(now)
-            if not started and not self.children:
-                break
-            while self.children:
-                time.sleep(0.1)
-                self._reap()
+        """Process what is due at ``now``, wait for the runs started, and again for what they trigger.
 
-    def run_forever(self) -> None:
-        """Tick every ``poll_interval`` until SIGTERM/SIGINT; then drain the running runs and return."""
+        SIGTERM/SIGINT meanwhile: start nothing more, drain the running runs (see :meth:`drain`)."""
+        with self._signals():
+            for _ in range(rounds):
+                started = self.tick(now)
+                if self.stopping or (not started and not self.children):
+                    break
+                while self.children and not self.stopping:
+                    time.sleep(0.1)
+                    self._reap()
+            self.drain(quiet=not self.stopping)
+
+    @contextmanager
+    def _signals(self) -> Iterator[None]:
         def stop(signum: int, _frame: Any) -> None:
             self.stopping = True
 
         old = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
         try:
+            yield
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+
+    def run_forever(self) -> None:
+        """Tick every ``poll_interval`` until SIGTERM/SIGINT; then drain the running runs and return."""
+        with self._signals():
             self.echo(f"scheduler {self.id} started ({self.store.describe()}); SIGTERM stops it")
             while not self.stopping:
                 self.tick()
@@ -385,11 +398,8 @@ class Scheduler:
                 while not self.stopping and time.monotonic() < deadline:
                     time.sleep(min(0.1, self.poll_interval))
             self.drain()
-        finally:
-            for s, h in old.items():
-                signal.signal(s, h)
 
-    def drain(self) -> None:
+    def drain(self, *, quiet: bool = False) -> None:
         """Wait up to ``drain_timeout`` for running runs; interrupt the rest and record why."""
         if self.children:
             self.echo(f"stopping: waiting up to {self.drain_timeout:g}s for {len(self.children)} running run(s)")
@@ -418,7 +428,8 @@ class Scheduler:
             ch.proc.wait()
             self._finish(fid, "failed", "killed: the run did not stop within 30 s of SIGTERM", ch.run_id)
         self.children.clear()
-        self.echo("scheduler stopped")
+        if not quiet:
+            self.echo("scheduler stopped")
 
 
 def _error_line(log: Path, rc: int) -> str:
