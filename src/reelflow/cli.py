@@ -546,13 +546,20 @@ def review_show(output_id: int, save_to: str | None) -> None:
 @review.command("approve")
 @click.argument("output_ids", type=int, nargs=-1, required=True)
 @click.option("--reason", default=None, help="Optional note.")
+@click.option("--image", "image", type=click.Path(dir_okay=False), default=None,
+              help="A retouched version (PNG, the output's size) approved in place of the output (one ID only).")
 @_guard
-def review_approve(output_ids: Sequence[int], reason: str | None) -> None:
+def review_approve(output_ids: Sequence[int], reason: str | None, image: str | None) -> None:
     """Approve outputs: they join the next training set of their model."""
+    from .errors import ParameterError
+
+    if image is not None and len(output_ids) != 1:
+        raise ParameterError("--image retouches one output; approve one ID at a time with it")
     api = _review_api()
     for i in output_ids:
-        r = api.approve(i, reason=reason)
-        click.echo(f"output {i}: approved by {r['decisions'][-1]['user']}")
+        r = api.approve(i, reason=reason, image=image)
+        extra = " (retouched image stored)" if image else ""
+        click.echo(f"output {i}: approved by {r['decisions'][-1]['user']}{extra}")
 
 
 @review.command("reject")

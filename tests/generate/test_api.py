@@ -122,3 +122,42 @@ def test_gc_keeps_generated_images_and_their_inputs(reelflow_home):
     for r in rows:
         assert load_output_image(r["id"]).shape == (SIZE, SIZE, 3)
         assert store.load(r["input_key"])[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_retouched_image_is_approved_in_place_of_the_output(reelflow_home, tmp_path):
+    from click.testing import CliRunner
+
+    from reelflow.cli import main
+    from reelflow.generate import (
+        GenerationItem,
+        GenerationSettings,
+        ImageInputError,
+        approve,
+        approved_training_set,
+        get_output,
+        load_output_image,
+        make_pairs,
+        png_bytes,
+        run_generation,
+    )
+    from reelflow.generate._sources import ResolvedModel
+    from reelflow.store import get_store
+
+    sk, truth = make_pairs(2, seed=8, size=SIZE)
+    rows = run_generation(ResolvedModel(tiny_model(epochs=1, n=8), "t", "registry", "t/1", "x"),
+                          [GenerationItem(name=str(i), seed=i, sketch=s) for i, s in enumerate(sk)],
+                          GenerationSettings(device="cpu"), store=get_store(), verbose=False)
+    a, b = rows[0]["id"], rows[1]["id"]
+    with pytest.raises(ImageInputError, match="must be an RGB image of the output's size"):
+        approve(a, image=np.zeros((8, 8, 3), np.uint8))
+    assert get_output(a)["status"] == "pending"  # a refused retouch records nothing
+    approve(a, image=truth[0], reason="fixed the sky")
+    (tmp_path / "fix.png").write_bytes(png_bytes(truth[1]))
+    r = CliRunner().invoke(main, ["review", "approve", str(b), "--image", str(tmp_path / "fix.png")])
+    assert r.exit_code == 0 and "retouched image stored" in r.output, r.output
+    ts = approved_training_set(size=SIZE)
+    assert ts.output_ids == (a, b)
+    assert np.array_equal(ts.backgrounds[0], truth[0]) and np.array_equal(ts.backgrounds[1], truth[1])
+    assert not np.array_equal(load_output_image(a), truth[0])  # the raw output is kept as it was
+    r = CliRunner().invoke(main, ["review", "approve", str(a), str(b), "--image", str(tmp_path / "fix.png")])
+    assert r.exit_code == 1 and "one ID at a time" in r.output

@@ -81,13 +81,14 @@ def approved_training_set(*, model: str | None = None, size: int | None = None,
     sketches, backs, ids, keys = [], [], [], []
     for r in rows:
         sk = decode_png(st.load(r["input_key"], what=f"input of output {r['id']}"))
-        bg = decode_png(st.load(r["key"], what=f"generated output {r['id']}"))
+        bg_key = r.get("retouched_key") or r["key"]  # an artist's retouch replaces the raw output
+        bg = decode_png(st.load(bg_key, what=f"generated output {r['id']}"))
         if bg.ndim != 3 or bg.shape[-1] != 3 or sk.shape != bg.shape[:2] or (size is not None and sk.shape[0] != size):
             continue
         sketches.append(sk)
         backs.append(bg)
         ids.append(int(r["id"]))
-        keys.append(f"{r['input_key']}:{r['key']}")
+        keys.append(f"{r['input_key']}:{bg_key}")
     version = xxhash.xxh3_64_hexdigest("\n".join(keys).encode())
     side = size or (sketches[0].shape[0] if sketches else 0)
     return TrainingSet(

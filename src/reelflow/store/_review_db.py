@@ -57,6 +57,7 @@ def _define() -> tuple[Any, Any]:
             Column("output_id", Integer, ForeignKey("generated.id"), nullable=False),
             Column("decision", String(16), nullable=False),
             Column("reason", Text),
+            Column("image_key", String(64)),  # an artist's retouched version, approved in place of the output
             Column("user", String(255), nullable=False),
             Column("at", Float, nullable=False),
         )
@@ -159,7 +160,8 @@ class ReviewTables:
 
         g, r = self.generated, self.reviews
         last = select(r.c.output_id, func.max(r.c.id).label("rid")).group_by(r.c.output_id).subquery()
-        q = (select(g, r.c.decision, r.c.user.label("reviewer"), r.c.at.label("reviewed_at"), r.c.reason)
+        q = (select(g, r.c.decision, r.c.user.label("reviewer"), r.c.at.label("reviewed_at"), r.c.reason,
+                    r.c.image_key.label("retouched_key"))
              .select_from(g.outerjoin(last, last.c.output_id == g.c.id).outerjoin(r, r.c.id == last.c.rid))
              .order_by(g.c.id.desc()))
         if model is not None:
@@ -181,16 +183,18 @@ class ReviewTables:
             out.append(d)
         return out
 
-    def decide(self, output_id: int, decision: str, *, user: str, at: float, reason: str | None = None) -> None:
-        """Record ``decision`` (approved / rejected) on an output."""
+    def decide(self, output_id: int, decision: str, *, user: str, at: float, reason: str | None = None,
+               image_key: str | None = None) -> None:
+        """Record ``decision`` (approved / rejected) on an output; ``image_key``: a retouched image's blob."""
         from sqlalchemy import insert, select
 
         if decision not in DECISIONS:
             raise ValueError(f"decision {decision!r}: use one of {', '.join(DECISIONS)}")
-        with self.md.write(flush_blobs=False) as conn:
+        with self.md.write(flush_blobs=image_key is not None) as conn:
             if conn.execute(select(self.generated.c.id).where(self.generated.c.id == int(output_id))).first() is None:
                 raise NotFoundError(f"no generated output {output_id}; see `reelflow review list`")
             conn.execute(insert(self.reviews).values(output_id=int(output_id), decision=decision, reason=reason,
+                                                     image_key=image_key,
                                                      user=user, at=at))
 
     def blob_keys(self) -> set[str]:
@@ -201,6 +205,8 @@ class ReviewTables:
             keys = {r[0] for r in conn.execute(select(self.generated.c.key))}
             keys |= {r[0] for r in conn.execute(select(self.generated.c.input_key).where(
                 self.generated.c.input_key.is_not(None)))}
+            keys |= {r[0] for r in conn.execute(select(self.reviews.c.image_key).where(
+                self.reviews.c.image_key.is_not(None)))}
         return keys
 
 
@@ -208,7 +214,7 @@ def _gen_dict(row: Any) -> dict[str, Any]:
     d = {k: row[k] for k in ("id", "request_key", "key", "size", "input_key", "input_name", "model", "pathspec",
                              "created_at", "user")}
     d["lineage"] = json.loads(row["lineage"])
-    for k in ("decision", "reviewer", "reviewed_at", "reason"):
+    for k in ("decision", "reviewer", "reviewed_at", "reason", "retouched_key"):
         if k in row.keys():
             d[k] = row[k]
     return d
