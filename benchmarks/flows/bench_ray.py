@@ -11,7 +11,8 @@
      metaflow             its local runtime (when importable)
      bare ray.remote      N ``ray.remote`` calls of a trivial function from this script,
                           submitted at once and gathered (Ray's own floor)
-   Per-task cost = (t(N=1000) - t(N=100)) / 900: start-up and fixed costs cancel out.
+   Per-task cost = (t(N=1000) - t(N=100)) / 900: start-up and fixed costs cancel out
+   (Metaflow: N = 100 and 300 by default, --metaflow-sizes; its runtime is far slower).
    Goal: reelflow on Ray adds at most 5 ms per task over bare ``ray.remote``.
 2. Throughput of a CPU-heavy foreach (64 ridge-regression fits, ~0.1-0.3 s each) on a
    Ray cluster of 1 node vs 2 nodes of this machine, each node given 1 CPU, store on
@@ -175,7 +176,7 @@ def load() -> str:
 
 def overhead(args: argparse.Namespace, root: Path, have_mf: bool) -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
-    small, big = min(sizes), max(sizes)
+    mf_sizes = [int(s) for s in args.metaflow_sizes.split(",")]
     cluster = Cluster({}).start(nodes=1, cpus_per_node=os.cpu_count() or 1)
     try:
         engines: dict[str, tuple[Path, list[str], dict[str, str]]] = {}
@@ -205,7 +206,7 @@ def overhead(args: argparse.Namespace, root: Path, have_mf: bool) -> None:
         for rep in range(args.repeat):
             order = names[rep % len(names):] + names[:rep % len(names)]
             for name in order:
-                for n in sizes:
+                for n in (mf_sizes if name == "metaflow" else sizes):
                     if name == "bare ray.remote":
                         dt = bare_ray(cluster.address, n)
                     else:
@@ -216,7 +217,9 @@ def overhead(args: argparse.Namespace, root: Path, have_mf: bool) -> None:
         print(f"\nforeach of N trivial tasks, whole command (median, min-max over {args.repeat} reps):")
         per_task: dict[str, list[float]] = {}
         for name in names:
-            row = "  ".join(stat(times[(name, n)]) for n in sizes)
+            ns = mf_sizes if name == "metaflow" else sizes
+            small, big = min(ns), max(ns)
+            row = "  ".join(f"N={n}: {stat(times[(name, n)])}" for n in ns)
             per_task[name] = [(b - s) / (big - small) for b, s in zip(times[(name, big)], times[(name, small)])]
             print(f"  {name:20s} {row}   per task {stat(per_task[name], 1000, 'ms')}")
         ray_pt = statistics.median(per_task["reelflow ray"]) * 1000
@@ -295,6 +298,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="100,1000")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--metaflow-sizes", default="100,300",
+                    help="Metaflow's sizes (its local runtime needs ~1 s per task on a loaded 2-core machine)")
     ap.add_argument("--skip-metaflow", action="store_true")
     ap.add_argument("--skip-overhead", action="store_true")
     ap.add_argument("--skip-throughput", action="store_true")

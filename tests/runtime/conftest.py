@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -87,11 +88,28 @@ class RayCluster:
             ray.shutdown()
         finally:
             stop_ray()
+            self._kill_leftovers()
             shutil.rmtree(self.temp_dir, ignore_errors=True)
             if self._saved_auth is None:
                 os.environ.pop("RAY_AUTH_MODE", None)
             else:
                 os.environ["RAY_AUTH_MODE"] = self._saved_auth
+
+
+    def _kill_leftovers(self) -> None:
+        """Any process of this cluster that ``ray stop`` missed (its command line names our temp dir)."""
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) == os.getpid():
+                continue
+            try:
+                cmd = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if self.temp_dir.encode() in cmd:
+                try:
+                    os.kill(int(entry.name), signal.SIGKILL)
+                except OSError:
+                    pass
 
 
 @pytest.fixture(scope="module")

@@ -400,3 +400,19 @@ def test_ray_workers_get_the_flow_code_from_the_store(write_flow, ray_single):
     r = _run(cls, "ray")
     assert r.data.value == 42
     assert "reelflow-code-" in r.data.where and not r.data.where.startswith(str(path.parent))
+
+
+@pytest.mark.parametrize("how", [["--with", "ray"], ["--executor", "ray"], "env"])
+def test_ray_from_the_command_line_echoes_logs_with_the_pathspec(write_flow, ray_single, how):
+    path = write_flow(CTRL_C.replace("time.sleep(300)", "pass").replace("MARK_PATH", os.devnull))
+    env = {**os.environ, "RAY_ADDRESS": ray_single.address}
+    if how == "env":
+        env["REELFLOW_EXECUTOR"] = "ray"
+        how = []
+    p = subprocess.run([sys.executable, str(path), "run", *how], capture_output=True, text=True, cwd=path.parent,
+                       timeout=300, env=env)
+    assert p.returncode == 0, p.stderr
+    assert "[1/wait/2] waiting" in p.stdout  # the step's output, back from the Ray worker with its prefix
+    namespace(None)
+    task = Flow("Stoppable").latest_run["wait"].task
+    assert task.stdout == "waiting\n"

@@ -1,10 +1,12 @@
-"""The local runtime: a scheduler in the parent process that runs tasks in workers.
+"""The runtime: a scheduler in this process that hands task attempts to an executor.
 
 The scheduler owns the run's metadata (it is the only writer for its run), decides
-which tasks are ready (linear, static split, foreach, conditional, join), starts a
-worker per task attempt, streams the workers' output with a pathspec prefix,
-retries, applies ``@catch`` and ``@timeout``, and on resume clones the origin run's
-successful tasks by reference instead of running them again.
+which tasks are ready (linear, static split, foreach, conditional, join), submits
+each task attempt to the run's executor (in-process, fork, fork server, spawn or
+Ray: see ``_executors.py``), echoes the tasks' output with a pathspec prefix,
+retries, applies ``@catch``, and on resume clones the origin run's successful
+tasks by reference instead of running them again. What belongs to one run lives
+in a :class:`~reelflow.runtime._state.RunState` (``self.state``).
 
 A run is never left half-recorded (see ``_lifecycle.py``): SIGINT and SIGTERM stop
 the workers (and what their steps started), record the run as failed and exit
