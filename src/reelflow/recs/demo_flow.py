@@ -47,7 +47,7 @@ class RecsDemoFlow(FlowSpec):
     test_fraction = Parameter("test-fraction", default=0.2, help="latest share of interactions held out as test")
     min_item_interactions = Parameter("min-item-interactions", default=5,
                                       help="drop items with fewer interactions (keeps EASE fast)")
-    sasrec_budget = Parameter("sasrec-budget", default=12.0,
+    sasrec_budget = Parameter("sasrec-budget", default=8.0,
                               help="SASRec's training budget in seconds for each of its two fits (tune, refit)")
 
     @step
