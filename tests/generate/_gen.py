@@ -8,7 +8,6 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 pytest.importorskip("PIL")
 
-torch.set_num_threads(1)  # the test machine is shared; tiny models need no more
 
 SIZE = 32
 
