@@ -110,7 +110,12 @@ def test_event_payload_maps_to_parameters_and_bad_payload_is_recorded(flow_dir, 
 
     _deploy(flow_dir("train.py", TRAIN))
     e1 = events.publish("ratings.arrived", {"day": 7})
-    ok("events", "publish", "ratings.arrived", "--payload", '{"day": "not-a-number"}')
+    res = cli("events", "publish", "ratings.arrived", "--payload", '{"day": "not-a-number"}')
+    assert res.returncode == 2 and "cannot be parameter 'day' (int) of deployment 'TrainFlow'" in res.stderr
+    res = cli("events", "publish", "ratings.arrived", "--payload", '{"hour": 3}')
+    assert res.returncode == 2 and "the payload has no 'day'" in res.stderr
+    assert len(events.list_events("ratings.arrived")) == 1  # refused: nothing recorded
+    events.publish("ratings.arrived", {"day": "not-a-number"}, check=False)  # the scheduler checks again
     ok("scheduler", "--once")
     runs = _runs("TrainFlow")
     assert len(runs) == 1 and runs[0].data.day == 7

@@ -229,8 +229,8 @@ def get_deployment(name: str) -> Deployment:
         return _deployment(d, _version_row(conn, sch, name, int(d["version"])))
 
 
-def list_deployments() -> list[Deployment]:
-    """Every deployment, by name."""
+def list_deployments(*, event: str | None = None) -> list[Deployment]:
+    """Every deployment, by name (only those triggered by ``event`` when given)."""
     store = _store()
     sch = _tables(store)
     j = sch.deployments.join(sch.versions, (sch.versions.c.name == sch.deployments.c.name)
@@ -238,9 +238,15 @@ def list_deployments() -> list[Deployment]:
     cols = [sch.deployments.c.name, sch.deployments.c.version, sch.deployments.c.flow_name, sch.deployments.c.paused,
             sch.deployments.c.next_slot, *[c for c in sch.versions.c if c.name not in
                                            ("id", "name", "version", "flow_name")]]
+    q = select(*cols).select_from(j).order_by(sch.deployments.c.name)
+    if event is not None:  # a cheap prefilter in SQL; the exact match below
+        q = q.where(sch.versions.c.triggers.contains(json.dumps(event), autoescape=True))
     with store.metadata.read() as conn:
-        rows = conn.execute(select(*cols).select_from(j).order_by(sch.deployments.c.name)).mappings().all()
-    return [_deployment(r, r) for r in rows]
+        rows = conn.execute(q).mappings().all()
+    found = [_deployment(r, r) for r in rows]
+    if event is not None:
+        found = [d for d in found if any(e["name"] == event for e in d.triggers.get("events", []))]
+    return found
 
 
 def _set_paused(name: str, paused: bool) -> Deployment:

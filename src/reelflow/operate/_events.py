@@ -12,7 +12,7 @@ from sqlalchemy import insert, select
 
 from ..errors import ParameterError
 
-__all__ = ["publish", "list_events", "check_event_name"]
+__all__ = ["publish", "list_events", "check_event_name", "check_payload"]
 
 MAX_PAYLOAD = 1024 * 1024  # bytes of JSON
 
@@ -25,11 +25,38 @@ def check_event_name(name: Any) -> str:
     return name
 
 
-def publish(name: str, payload: Mapping[str, Any] | None = None, *, at: float | None = None) -> int:
+def check_payload(name: str, payload: Mapping[str, Any], deployments: Any = None) -> None:
+    """ParameterError if ``payload`` cannot become the parameters of a deployment triggered by ``name``
+    (a mapped field missing, or a value that is not of the parameter's type)."""
+    from ._deploy import list_deployments
+    from ._scheduler import _convert
+
+    for dep in list_deployments(event=name) if deployments is None else deployments:
+        for ev in dep.triggers.get("events", []):
+            if ev["name"] != name:
+                continue
+            for pname, field in ev["parameters"].items():
+                if field not in payload:
+                    raise ParameterError(
+                        f"event {name!r}: deployment {dep.name!r} maps payload field {field!r} to its parameter "
+                        f"{pname!r}, and the payload has no {field!r}; publish it with that field")
+                try:
+                    _convert(dep.param_types.get(pname, "str"), payload[field])
+                except ValueError as exc:
+                    raise ParameterError(
+                        f"event {name!r}: payload field {field!r}={payload[field]!r} cannot be parameter {pname!r} "
+                        f"({dep.param_types.get(pname)}) of deployment {dep.name!r}: {exc}") from None
+
+
+def publish(name: str, payload: Mapping[str, Any] | None = None, *, at: float | None = None,
+            check: bool = True) -> int:
     """Record event ``name`` with ``payload`` (a JSON-able dict); return its id.
 
     Deployments with ``@trigger(event=name)`` start a run for it (once each, whichever
-    scheduler sees it first).
+    scheduler sees it first). With ``check`` (default) a payload that cannot become the
+    parameters of such a deployment (a mapped field missing, a value of the wrong type)
+    is refused with a ParameterError and nothing is recorded; the scheduler checks
+    again and records a firing it cannot start as failed, with the reason.
 
     Examples
     --------
@@ -52,6 +79,8 @@ def publish(name: str, payload: Mapping[str, Any] | None = None, *, at: float | 
                              "lists and dicts") from None
     if len(text) > MAX_PAYLOAD:
         raise ParameterError(f"event {name!r}: the payload is {len(text)} bytes of JSON; the limit is {MAX_PAYLOAD}")
+    if check:
+        check_payload(name, payload)
     store = get_store()
     sch = operate_tables(store.metadata)
     when = time.time() if at is None or not math.isfinite(at) else at
