@@ -34,7 +34,12 @@ def mount_feedback(app: Any, holder: Any, *, flush_interval: float = 1.0) -> Fee
     except ImportError:
         log.warning("feedback logging is off: it needs pyarrow (pip install 'reelflow[serve]')")
         return None
-    fb = FeedbackLog(holder.name, flush_interval=flush_interval)
+    try:
+        fb = FeedbackLog(holder.name, flush_interval=flush_interval)
+    except OSError as exc:  # a read-only store still serves; it just cannot log
+        log.warning("feedback logging is off: cannot write its folder (%s); set REELFLOW_HOME to a writable "
+                    "store or REELFLOW_SERVE_FEEDBACK=0", exc)
+        return None
 
     @app.post("/v1/feedback", status_code=202)
     async def post_feedback(req: FeedbackRequest) -> dict[str, Any]:
