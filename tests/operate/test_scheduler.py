@@ -248,28 +248,6 @@ def test_sigterm_stops_taking_work_lets_the_running_run_finish_and_exits_0(flow_
     assert "scheduler stopped" in out
 
 
-def test_long_running_scheduler_starts_an_event_run_quickly(flow_dir, firings):
-    from reelflow import events
-
-    _deploy(flow_dir("train.py", TRAIN))
-    proc = subprocess.Popen([sys.executable, "-m", "reelflow.cli", "scheduler", "--poll-interval", "0.2"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ))
-    try:
-        time.sleep(1.0)
-        events.publish("ratings.arrived", {"day": 5})
-        _wait_for(lambda: [f["status"] for f in firings("TrainFlow")] == ["succeeded"], proc, "the run")
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.communicate(timeout=60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    assert proc.returncode == 0
-    assert _runs("TrainFlow")[0].data.day == 5
-
-
 def test_two_schedulers_on_postgresql_start_each_firing_exactly_once(postgres_url, flow_dir, firings):
     from reelflow import events
 
