@@ -24,7 +24,7 @@ __all__ = ["create_app", "NAV"]
 
 HERE = Path(__file__).resolve().parent
 #: Top navigation: (label, path). Deployments and schedules slot in here once they exist.
-NAV: list[tuple[str, str]] = [("Runs", "/"), ("Metrics", "/metrics"), ("Models", "/models")]
+NAV: list[tuple[str, str]] = [("Runs", "/"), ("Metrics", "/metrics"), ("Models", "/models"), ("Review", "/review")]
 
 
 def _fmt_time(t: float | None) -> str:
@@ -171,8 +171,10 @@ def create_app(store: Store | None = None, *, token: str | None = None, loopback
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
     from ._routes_models import add_model_routes
+    from ._routes_review import add_review_routes
     from ._routes_runs import add_run_routes
 
     add_run_routes(app)
     add_model_routes(app)
+    add_review_routes(app)  # generated images: the review gallery (reelflow.generate)
     return app
