@@ -63,3 +63,23 @@ def test_unknown_references_name_the_fix(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(NotFoundError, match="no model_index.json"):
         resolve_model(str(tmp_path / "empty"))
+
+
+def test_a_pipeline_from_a_directory_runs_as_a_generation_job(tmp_path, reelflow_home):
+    from reelflow.generate import GenerationItem, GenerationSettings, load_output_image, run_generation
+    from reelflow.store import get_store
+
+    path = save_pipeline(_tiny_pipeline(), tmp_path / "tiny", licence="apache-2.0")
+    resolved = resolve_model(str(path))
+    store = get_store()
+    store.preflight()
+    items = [GenerationItem(name=f"p{i}", seed=10 + i, prompt=f"a quiet lake at dusk, take {i}") for i in range(3)]
+    settings = GenerationSettings(steps=2, guidance=5.0, negative_prompt="people", batch_size=2, device="cpu")
+    rows = run_generation(resolved, items, settings, store=store, verbose=False)
+    lin = rows[0]["lineage"]
+    assert lin["scheduler"] == "DDPMScheduler" and lin["steps"] == 2 and lin["guidance"] == 5.0
+    assert lin["prompt"] == "a quiet lake at dusk, take 0" and lin["negative_prompt"] == "people"
+    assert lin["seed"] == 10 and lin["licence"] == "apache-2.0" and lin["model_version"].startswith("dir:")
+    assert load_output_image(rows[0]["id"]).shape == (8, 8, 3)
+    again = run_generation(resolved, items, settings, store=store, verbose=False)
+    assert all(r["reused"] for r in again) and [r["key"] for r in again] == [r["key"] for r in rows]
