@@ -77,8 +77,9 @@ def main() -> None:
               f"{time.perf_counter() - t0:.1f} s")
         store = get_store()
         sch = _tables(store)
-        proc = subprocess.Popen([sys.executable, "-m", "reelflow.cli", "scheduler"], stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+        log = open(Path(tmp) / "scheduler.log", "w")
+        proc = subprocess.Popen([sys.executable, "-m", "reelflow.cli", "scheduler"], stdout=log,
+                                stderr=subprocess.STDOUT, text=True, env=dict(os.environ))
         try:
             time.sleep(8)  # start-up: the first look at every deployment
             c0, w0 = _cpu(proc.pid), time.monotonic()
@@ -109,7 +110,10 @@ def main() -> None:
                                 s.runs.c.id == int(row[1]))).scalar()
                     time.sleep(0.01)
                 if fired is None or run_at is None:
-                    raise SystemExit(f"event {eid} did not start a run within 60 s: {proc.stderr}")
+                    dead = proc.poll() is not None
+                    raise SystemExit(f"event {eid} did not start a run within 60 s (scheduler "
+                                     f"{'exited ' + str(proc.returncode) if dead else 'running'}): "
+                                     + (Path(tmp) / "scheduler.log").read_text()[-3000:])
                 to_fire.append(fired - t_pub)
                 to_run.append(run_at - t_pub)
                 time.sleep(1.0 + float(rng.uniform(0, 0.5)))  # the run finishes; the next publish lands at a random phase of the poll

@@ -32,6 +32,7 @@ from typing import Any
 
 from sqlalchemy import func, insert, select, update
 
+from ..errors import ReelflowError
 from ..flows._triggers import TRIGGER_ENV
 from ._deploy import _deployment, _version_row, materialize, next_slot
 
@@ -393,7 +394,13 @@ class Scheduler:
         with self._signals():
             self.echo(f"scheduler {self.id} started ({self.store.describe()}); SIGTERM stops it")
             while not self.stopping:
-                self.tick()
+                try:
+                    self.tick()
+                except Exception as exc:  # a database hiccup must not stop the platform; the next tick retries
+                    from ..store._engine import db_error
+
+                    err = exc if isinstance(exc, ReelflowError) else db_error(exc, "tick")
+                    self.echo(f"error: {err} (retrying in {self.poll_interval:g}s)")
                 deadline = time.monotonic() + self.poll_interval
                 while not self.stopping and time.monotonic() < deadline:
                     time.sleep(min(0.1, self.poll_interval))
