@@ -236,15 +236,19 @@ def _parse_now(text: str | None) -> float | None:
               help="Seconds between looks at the database.")
 @click.option("--drain-timeout", type=click.FloatRange(min=0), default=300.0, show_default=True,
               help="On SIGTERM, seconds running runs get to finish before they are interrupted.")
+@click.option("--max-runs", type=click.IntRange(min=1), default=None,
+              help="Runs this scheduler has going at once over all deployments [default: 2 x CPUs]; "
+                   "further firings wait queued.")
 @_guard
-def scheduler(once: bool, now_text: str | None, poll_interval: float, drain_timeout: float) -> None:
+def scheduler(once: bool, now_text: str | None, poll_interval: float, drain_timeout: float,
+              max_runs: int | None) -> None:
     """Start runs of deployments when their schedules, events or upstream runs fire (SIGTERM stops it)."""
     from ._scheduler import Scheduler
 
     now = _parse_now(now_text)
     if now is not None and not once:
         raise ParameterError("--now works with --once only (a long-running scheduler follows the clock)")
-    sch = Scheduler(poll_interval=poll_interval, drain_timeout=drain_timeout)
+    sch = Scheduler(poll_interval=poll_interval, drain_timeout=drain_timeout, max_runs=max_runs)
     if once:
         sch.run_once(now)
     else:

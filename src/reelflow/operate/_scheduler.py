@@ -83,10 +83,12 @@ class Scheduler:
     ----------
     poll_interval : seconds between looks at the database (the latency of events and finished runs).
     drain_timeout : on SIGTERM, seconds to let running runs finish before they are interrupted.
+    max_runs : runs this scheduler has going at once over all deployments (default: 2 x CPUs);
+        further firings wait queued.
     echo : where one line per decision goes (default: stdout).
     """
 
-    def __init__(self, *, poll_interval: float = 0.5, drain_timeout: float = 300.0,
+    def __init__(self, *, poll_interval: float = 0.5, drain_timeout: float = 300.0, max_runs: int | None = None,
                  echo: Callable[[str], None] | None = None) -> None:
         from ..store import get_store
         from ..store._operate_db import operate_tables
@@ -97,6 +99,9 @@ class Scheduler:
         self.t = operate_tables(self.md)
         self.poll_interval = poll_interval
         self.drain_timeout = drain_timeout
+        # runs this scheduler has going at once, over all deployments (1,000 hourly deployments
+        # must not start 1,000 processes at the top of the hour); the rest wait queued
+        self.max_runs = max_runs or 2 * (os.cpu_count() or 1)
         self.lease = max(60.0, 20 * poll_interval)
         self.echo = echo or (lambda s: print(s, flush=True))
         self.id = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -186,6 +191,11 @@ class Scheduler:
             for f in queued:
                 if dep.paused:
                     vals = {"status": "skipped", "reason": "the deployment was paused", "finished_at": real}
+                elif running < dep.max_concurrent and len(self.children) + len(starts) >= self.max_runs:
+                    why = f"queued: this scheduler has {self.max_runs} runs going (--max-runs)"
+                    if f["reason"] != why:
+                        conn.execute(update(t.firings).where(t.firings.c.id == f["id"]).values(reason=why))
+                    continue
                 elif running < dep.max_concurrent:
                     vals = {"status": "running", "scheduler": self.id, "started_at": time.time(),
                             "lease_until": real + self.lease}
@@ -363,7 +373,7 @@ class Scheduler:
                 started += 1
         return started
 
-    def run_once(self, now: float | None = None, *, rounds: int = 20) -> None:
+    def run_once(self, now: float | None = None, *, rounds: int = 10_000) -> None:
         """Process what is due at ``now``, wait for the runs started, and again for what they trigger.
 
         SIGTERM/SIGINT meanwhile: start nothing more, drain the running runs (see :meth:`drain`)."""
