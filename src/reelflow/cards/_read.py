@@ -74,6 +74,10 @@ def get_cards(pathspec: str, *, attempt: int | None = None) -> list[StoredCard]:
         raise NotFoundError(f"card pathspec {pathspec!r} is malformed; write it as FlowName/RUN_ID/step/TASK_ID "
                             "(or FlowName/RUN_ID/step for a step with one task)")
     store = get_store(create=False)
+    if bits[1] == "latest":  # FlowName/latest: the newest run, as everywhere else
+        from ..client import Run
+
+        bits[1] = Run(f"{bits[0]}/latest", _store=store).id
     store.metadata.get_run(bits[0], bits[1])  # NotFoundError naming the run
     if len(bits) == 3:  # a step: its only task
         ids = sorted({r["task_id"] for r in store.metadata.tasks_of_run(bits[1], bits[2])})
