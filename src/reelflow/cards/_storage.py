@@ -92,17 +92,18 @@ def _missing_table(exc: BaseException) -> bool:
     return "no such table" in text or "does not exist" in text or "undefinedtable" in text
 
 
-def card_rows(store: Store, run_id: str, step_name: str | None = None, task_id: int | None = None) -> list[dict[str, Any]]:
-    """Card rows of a run (optionally one step or task), oldest first; none when no card was ever saved."""
+def task_rows(store: Store, table: Any, run_id: str, step_name: str | None, task_id: int | None,
+              order_by: tuple[Any, ...]) -> list[dict[str, Any]]:
+    """Rows of a per-task side table created on first use (cards, live logs) for a run, optionally
+    one step or task; none while the table does not exist yet."""
     from sqlalchemy import select
     from sqlalchemy.exc import DBAPIError
 
-    t = _cards_table()
-    q = select(t).where(t.c.run_id == int(run_id)).order_by(t.c.step_name, t.c.task_id, t.c.attempt, t.c.id)
+    q = select(table).where(table.c.run_id == int(run_id)).order_by(*order_by)
     if step_name is not None:
-        q = q.where(t.c.step_name == step_name)
+        q = q.where(table.c.step_name == step_name)
     if task_id is not None:
-        q = q.where(t.c.task_id == int(task_id))
+        q = q.where(table.c.task_id == int(task_id))
     try:
         with store.metadata.engine.connect() as conn:
             return [dict(r) for r in conn.execute(q).mappings()]
@@ -110,6 +111,12 @@ def card_rows(store: Store, run_id: str, step_name: str | None = None, task_id: 
         if _missing_table(exc):
             return []
         raise
+
+
+def card_rows(store: Store, run_id: str, step_name: str | None = None, task_id: int | None = None) -> list[dict[str, Any]]:
+    """Card rows of a run (optionally one step or task), oldest first; none when no card was ever saved."""
+    t = _cards_table()
+    return task_rows(store, t, run_id, step_name, task_id, (t.c.step_name, t.c.task_id, t.c.attempt, t.c.id))
 
 
 def load_card(store: Store, key: str, what: str = "card") -> dict[str, Any]:

@@ -77,24 +77,10 @@ def publish_tail(store: Store, *, run_id: str, step_name: str, task_id: int, att
 def live_tails(store: Store, run_id: str, step_name: str | None = None,
                task_id: int | None = None) -> list[dict[str, Any]]:
     """Live log rows of a run (optionally one task), oldest attempt first; none if nothing was published."""
-    from sqlalchemy import select
-    from sqlalchemy.exc import DBAPIError
-
-    from ..cards._storage import _missing_table
+    from ..cards._storage import task_rows
 
     t = _live_table()
-    q = select(t).where(t.c.run_id == int(run_id)).order_by(t.c.step_name, t.c.task_id, t.c.attempt, t.c.stream)
-    if step_name is not None:
-        q = q.where(t.c.step_name == step_name)
-    if task_id is not None:
-        q = q.where(t.c.task_id == int(task_id))
-    try:
-        with store.metadata.engine.connect() as conn:
-            return [dict(r) for r in conn.execute(q).mappings()]
-    except DBAPIError as exc:
-        if _missing_table(exc):
-            return []
-        raise
+    return task_rows(store, t, run_id, step_name, task_id, (t.c.step_name, t.c.task_id, t.c.attempt, t.c.stream))
 
 
 class LivePublisher:
