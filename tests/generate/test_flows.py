@@ -154,10 +154,16 @@ def test_resume_after_a_failed_shard_regenerates_only_what_is_missing(reelflow_h
     models.register("bg", flaky_model(), alias="champion")
     write_sketches(tmp_path / "sk", 4)
     args = ["--model", "bg@champion", "--sketches", str(tmp_path / "sk"), "--shards", "2", "--batch-size", "1"]
-    p = subprocess.run([sys.executable, "-m", "reelflow.generate.generate_flow", "run", *args], capture_output=True,
-                       text=True, timeout=600, env=env)
+    # One worker: the shards run one after the other, in foreach order. With two at once, what shard 0
+    # had stored when shard 1 failed depended on timing, because a failed task makes the runtime stop
+    # its running siblings (on a loaded machine shard 0 was stopped before storing anything).
+    p = subprocess.run([sys.executable, "-m", "reelflow.generate.generate_flow", "run", *args, "--max-workers", "1"],
+                       capture_output=True, text=True, timeout=600, env=env)
     assert p.returncode != 0 and "injected failure on seed 3" in p.stdout + p.stderr
     # shard 0 (seeds 0, 2) finished; shard 1 stored seed 1, then died on seed 3
+    namespace(None)
+    failed = Flow("GenerateFlow").latest_run
+    assert sorted(t.successful for t in failed["generate"]) == [False, True]
     assert sorted(r["lineage"]["seed"] for r in list_outputs(limit=None)) == [0, 1, 2]
     marker.unlink()
     p = subprocess.run([sys.executable, "-m", "reelflow.generate.generate_flow", "resume"], capture_output=True,
@@ -167,5 +173,7 @@ def test_resume_after_a_failed_shard_regenerates_only_what_is_missing(reelflow_h
     run = Flow("GenerateFlow").latest_run
     assert run.successful and len(run["join"].task.data.outputs) == 4
     assert sorted(r["lineage"]["seed"] for r in list_outputs(limit=None)) == [0, 1, 2, 3]
-    # the resumed run generated one image: the finished shard was reused, the failed one skipped seed 1
+    # the resumed run generated one image: the shards re-ran (resume re-runs the failed step's tasks),
+    # found seeds 0, 1 and 2 stored and generated only seed 3
     assert run["join"].task.data.generated == 1
+    assert sorted(t.data.generated for t in run["generate"]) == [0, 1]
