@@ -164,11 +164,8 @@ class LocalRuntime(RunLifecycle):
                       and not (r["exception"] or "").startswith(INTERRUPTED)]
             if failed:
                 step = failed[0]["step_name"]
-            elif origin_run["status"] == "succeeded":
-                raise ParameterError(
-                    f"run {self.flow_name}/{origin_run_id} succeeded; name the step to resume from, "
-                    "e.g. `resume train`"
-                )
+            # else, as Metaflow does: every successful task is cloned and only what never ran
+            # runs (a successful run is cloned whole: a new run, nothing executed again)
         rerun = self._reachable(step) if step else set()
         param_refs = {
             name: ArtifactRef(p["key"], p["size"], p["type"]) for name, p in origin_run["params"].items()
