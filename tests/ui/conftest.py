@@ -121,3 +121,74 @@ def ui_server(ui_home: Path, tmp_path_factory: pytest.TempPathFactory):
         yield server
     finally:
         server.stop()
+
+
+NIGHTLY = '''
+from reelflow import FlowSpec, Parameter, schedule, step, trigger
+
+
+@schedule(cron="0 3 * * *", timezone="Europe/Berlin")
+@trigger(event={"name": "ratings.arrived", "parameters": {"day": "day"}})
+class NightlyFlow(FlowSpec):
+    day = Parameter("day", default="today")
+
+    @step
+    def start(self):
+        self.seen = self.day
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+'''
+
+AFTER = '''
+from reelflow import FlowSpec, step, trigger_on_finish
+
+
+@trigger_on_finish(flow="NightlyFlow")
+class AfterFlow(FlowSpec):
+    @step
+    def start(self):
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+'''
+
+
+@pytest.fixture(scope="module")
+def ops_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store with two deployments and runs they triggered, through the real scheduler:
+    ``nightly`` (2 versions; cron 03:00 Europe/Berlin; event ratings.arrived -> day) fired by an
+    event with a hostile payload (NightlyFlow/1), and ``after`` (on NightlyFlow's finish: AfterFlow/2)."""
+    pytest.importorskip("croniter")
+    root = tmp_path_factory.mktemp("ops")
+    home = root / "home"
+    for name, src in (("nightly", NIGHTLY), ("after", AFTER)):
+        (root / name).mkdir()
+        (root / name / "flow.py").write_text(src)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("REELFLOW_HOME", str(home))
+        mp.setenv("REELFLOW_PROGRESS", "0")
+        mp.delenv("REELFLOW_METADATA_URL", raising=False)
+        mp.delenv("REELFLOW_STORE_URL", raising=False)
+        import warnings
+
+        from reelflow.operate import Scheduler, deploy, publish
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the event is published after the deploy
+            deploy(root / "nightly" / "flow.py", name="nightly")
+            deploy(root / "nightly" / "flow.py", name="nightly", params={"day": "monday"})
+            deploy(root / "after" / "flow.py", name="after")
+        publish("ratings.arrived", {"day": HOSTILE})
+        lines: list[str] = []
+        Scheduler(poll_interval=0.1, echo=lines.append).run_once()
+    from reelflow.config import load_config
+    from reelflow.store import Store
+
+    runs = [r["flow_name"] + "/" + r["run_id"] for r in Store(load_config(home)).metadata.runs_page(limit=None)[0]]
+    assert sorted(runs) == ["AfterFlow/2", "NightlyFlow/1"], "\n".join(lines)
+    return home

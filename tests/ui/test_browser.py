@@ -231,3 +231,28 @@ def test_a_refreshed_card_updates_live(tmp_path, make_ui_server):
         if run.poll() is None:
             os.killpg(run.pid, 9)
         run.wait(timeout=60)
+
+
+def test_deployments_pages_pause_resume_and_follow_a_triggered_run(ops_home, make_ui_server, tmp_path):
+    expect = sync_api.expect
+    server = make_ui_server(ops_home, tmp_path / "ui.log")
+    with browser(tmp_path / "screenshots") as (page, problems, shot):
+        page.goto(server.url + "/")
+        page.get_by_role("link", name="Deployments", exact=True).click()
+        expect(page.locator("tr.deployment-row")).to_have_count(2)
+        expect(page.locator("#recent-firings tr.firing-row")).to_have_count(2)
+        expect(page.locator("#recent-firings")).to_contain_text("<script>alert('tag')</script>")  # payload as text
+        shot("deployments")
+        page.locator('tr.deployment-row[data-name="nightly"] a').first.click()
+        expect(page.locator("#next-fires li")).to_have_count(5)
+        expect(page.locator("#dep-versions tr.dep-version")).to_have_count(2)
+        expect(page.locator("#dep-state")).to_have_text("active")
+        page.get_by_role("button", name="Pause").click()
+        expect(page.locator(".notice")).to_have_text("Deployment paused.")
+        expect(page.locator("#dep-state")).to_have_text("paused")
+        shot("deployment-paused")
+        page.get_by_role("button", name="Resume").click()
+        expect(page.locator("#dep-state")).to_have_text("active")
+        page.locator("#firings a.firing-run").click()
+        expect(page.locator("h1")).to_contain_text("NightlyFlow/1")
+    assert problems == []

@@ -216,9 +216,12 @@ def _deployment(d: Any, v: Any) -> Deployment:
     )
 
 
-def get_deployment(name: str) -> Deployment:
-    """The deployment ``name`` (its current version); NotFoundError naming the known ones."""
-    store = _store()
+def get_deployment(name: str, *, store: Any = None) -> Deployment:
+    """The deployment ``name`` (its current version); NotFoundError naming the known ones.
+
+    ``store``: the store to read (default: the environment's), e.g. the one a UI serves.
+    """
+    store = store or _store()
     sch = _tables(store)
     with store.metadata.read() as conn:
         d = conn.execute(select(sch.deployments).where(sch.deployments.c.name == name)).mappings().first()
@@ -249,24 +252,24 @@ def list_deployments(*, event: str | None = None) -> list[Deployment]:
     return found
 
 
-def _set_paused(name: str, paused: bool) -> Deployment:
-    get_deployment(name)
-    store = _store()
+def _set_paused(name: str, paused: bool, store: Any = None) -> Deployment:
+    store = store or _store()
+    get_deployment(name, store=store)
     sch = _tables(store)
     with store.metadata.write(lock=f"deployment:{name}", flush_blobs=False) as conn:
         conn.execute(update(sch.deployments).where(sch.deployments.c.name == name)
                      .values(paused=int(paused), updated_at=time.time()))
-    return get_deployment(name)
+    return get_deployment(name, store=store)
 
 
-def pause(name: str) -> Deployment:
+def pause(name: str, *, store: Any = None) -> Deployment:
     """Stop starting runs of ``name`` (slots, events and finished runs meanwhile are skipped and recorded)."""
-    return _set_paused(name, True)
+    return _set_paused(name, True, store)
 
 
-def resume(name: str) -> Deployment:
+def resume(name: str, *, store: Any = None) -> Deployment:
     """Start runs of ``name`` again from now on."""
-    return _set_paused(name, False)
+    return _set_paused(name, False, store)
 
 
 def delete_deployment(name: str) -> None:

@@ -23,8 +23,9 @@ from ._security import CSRF_COOKIE, SECURITY_HEADERS, SESSION_COOKIE, Guard, csr
 __all__ = ["create_app", "NAV"]
 
 HERE = Path(__file__).resolve().parent
-#: Top navigation: (label, path). Deployments and schedules slot in here once they exist.
-NAV: list[tuple[str, str]] = [("Runs", "/"), ("Metrics", "/metrics"), ("Models", "/models"), ("Review", "/review")]
+#: Top navigation: (label, path).
+NAV: list[tuple[str, str]] = [("Runs", "/"), ("Metrics", "/metrics"), ("Models", "/models"),
+                              ("Deployments", "/deployments"), ("Review", "/review")]
 
 
 def _fmt_time(t: float | None) -> str:
@@ -170,11 +171,13 @@ def create_app(store: Store | None = None, *, token: str | None = None, loopback
 
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
+    from ._routes_deploy import add_deploy_routes
     from ._routes_models import add_model_routes
     from ._routes_review import add_review_routes
     from ._routes_runs import add_run_routes
 
     add_run_routes(app)
     add_model_routes(app)
+    add_deploy_routes(app)  # deployments and schedules (reelflow.operate)
     add_review_routes(app)  # generated images: the review gallery (reelflow.generate)
     return app
