@@ -33,6 +33,7 @@ __all__ = [
     "trigger_on_finish",
     "events",
     "Runner",
+    "NBRunner",
     "Flow",
     "Run",
     "Step",
@@ -62,6 +63,7 @@ _LAZY = {
     "trigger": "reelflow.flows",
     "trigger_on_finish": "reelflow.flows",
     "Runner": "reelflow.runtime",
+    "NBRunner": "reelflow.runtime",
     "Flow": "reelflow.client",
     "Run": "reelflow.client",
     "Step": "reelflow.client",
@@ -94,7 +96,7 @@ if TYPE_CHECKING:  # what IDEs and mypy see
     )
     from . import events
     from . import registry as models
-    from .runtime import Runner
+    from .runtime import NBRunner, Runner
 
 
 def __getattr__(name: str) -> Any:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 FLOW = """
 from metaflow import FlowSpec, step, Parameter
 
@@ -64,3 +66,45 @@ def test_resume_of_a_successful_run_clones_it_whole(engine):
         """
     )
     assert out == [[True, 14, 28, True, True], [True, 14, 28, True, False], True, [0, 1, 4, 9]]
+
+
+def test_spin_reruns_one_step_on_a_past_runs_inputs(engine):
+    path = engine.write("resume_spin_flow.py", FLOW)
+    engine.run(path, "run", "--k", "4")
+    proc = engine.run(path, "spin", "join")
+    assert _ran(proc) == ["join"]  # only the spun step runs
+    if engine.name == "reelflow":
+        assert "total = 14" in proc.stdout  # what the step produced
+    out = engine.client(
+        """
+        from metaflow import Flow, Runner, namespace
+        namespace(None)
+        runs = list(Flow("ResumeSpinFlow"))
+        run = runs[0]
+        emit(len(runs))  # spin recorded no run
+        sq2 = [t for t in run["square"] if t.data.sq == 4][0]
+        with Runner("resume_spin_flow.py", show_output=False).spin(
+                f"{run.id}/square/{sq2.id}", persist=True) as spun:
+            emit(spun.status)
+            emit(spun.task.data.sq)
+            emit("sq" in spun.task)
+        emit(len(list(Flow("ResumeSpinFlow"))))
+        """
+    )
+    assert out == [1, "successful", 4, True, 1]
+
+
+def test_spin_errors_name_the_fix(engine):
+    if engine.name == "metaflow":
+        pytest.skip("the messages are reelflow's own")
+    path = engine.write("resume_spin_flow.py", FLOW)
+    p = engine.run(path, "spin", "join", check=False)
+    assert p.returncode == 1 and "has no run in which step 'join' succeeded" in p.stderr
+    engine.run(path, "run")
+    p = engine.run(path, "spin", "nope", check=False)
+    assert p.returncode == 2 and "has no step 'nope'" in p.stderr
+    p = engine.run(path, "spin", "1/join/999", check=False)
+    assert p.returncode == 1 and "task 999 of step 'join'" in p.stderr
+    (path.parent / "inputs.py").write_text("ARTIFACTS = {'total': 100}\n")
+    p = engine.run(path, "spin", "end", "--artifacts-module", "inputs.py")
+    assert "doubled = 200" in p.stdout  # the step saw the replaced input

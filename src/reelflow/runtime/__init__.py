@@ -11,13 +11,15 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["LocalRuntime", "Runner", "ExecutingRun", "CaughtException", "TaskSpec", "TaskResult", "Executor",
+__all__ = ["LocalRuntime", "Runner", "NBRunner", "ExecutingRun", "ExecutingTask", "CaughtException", "TaskSpec", "TaskResult", "Executor",
            "ExecutorContext", "EXECUTORS", "RunState"]
 
 _WHERE = {
     "LocalRuntime": "._scheduler",
     "Runner": "._runner",
     "ExecutingRun": "._runner",
+    "ExecutingTask": "._runner",
+    "NBRunner": "._nbrunner",
     "CaughtException": "._task",
     "TaskSpec": "._task",
     "TaskResult": "._task",
@@ -29,7 +31,8 @@ _WHERE = {
 
 if TYPE_CHECKING:
     from ._executors import EXECUTORS, Executor, ExecutorContext
-    from ._runner import ExecutingRun, Runner
+    from ._nbrunner import NBRunner
+    from ._runner import ExecutingRun, ExecutingTask, Runner
     from ._state import RunState
     from ._scheduler import LocalRuntime
     from ._task import CaughtException, TaskResult, TaskSpec

@@ -205,6 +205,10 @@ def build_cli(flow_cls: type[FlowSpec]) -> click.Group:
             if rt.zygote is not None:
                 rt.zygote.close()
 
+    from ._spin import add_spin_command
+
+    add_spin_command(cli, flow_cls, _guard)
+
     @cli.command(help="Check the flow's graph and parameters without running it.")
     @_guard
     def check() -> None:
