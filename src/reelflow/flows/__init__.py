@@ -5,8 +5,10 @@ from __future__ import annotations
 from ._artifacts import Inputs, InputView
 from ._current import Current, current
 from ._decorators import StepDecorator, card, catch, environment, resources, retry, step, timeout
+from ._environments import conda, conda_base, pypi, pypi_base
 from ._graph import FlowGraph, StepNode
 from ._parameters import IncludeFile, JSONType, Parameter, ParameterContext
+from ._project import namespaced_event_name, project
 from ._spec import FlowSpec
 from ._triggers import Trigger, TriggerEvent, schedule, trigger, trigger_on_finish
 
@@ -28,6 +30,12 @@ __all__ = [
     "schedule",
     "trigger",
     "trigger_on_finish",
+    "project",
+    "namespaced_event_name",
+    "pypi",
+    "conda",
+    "pypi_base",
+    "conda_base",
     "Trigger",
     "TriggerEvent",
     "StepDecorator",

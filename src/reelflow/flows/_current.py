@@ -14,6 +14,7 @@ from ..errors import ReelflowError
 
 if TYPE_CHECKING:
     from ..cards import CardCollector
+    from ._project import ProjectInfo
     from ._triggers import Trigger
 
 __all__ = ["current", "Current", "MAX_METRIC_NAME"]
@@ -97,6 +98,39 @@ class Current:
         from ._triggers import trigger_from_env
 
         return trigger_from_env()
+
+    # -- @project (None for a flow without it) ----------------------------------------
+    @property
+    def project_info(self) -> ProjectInfo | None:
+        return self._info.extra.get("project") if self._info is not None else None
+
+    @property
+    def project_name(self) -> str | None:
+        """``X`` of ``@project(name=X)``."""
+        p = self.project_info
+        return None if p is None else p.project_name
+
+    @property
+    def branch_name(self) -> str | None:
+        """``user.<username>``, ``test.<branch>`` (``--branch``), ``prod`` (``--production``) or ``prod.<branch>``."""
+        p = self.project_info
+        return None if p is None else p.branch_name
+
+    @property
+    def project_flow_name(self) -> str | None:
+        """``<project>.<branch>.<FlowName>``: the name the branch's deployment goes by."""
+        p = self.project_info
+        return None if p is None else p.project_flow_name
+
+    @property
+    def is_production(self) -> bool:
+        p = self.project_info
+        return bool(p is not None and p.is_production)
+
+    @property
+    def is_user_branch(self) -> bool:
+        p = self.project_info
+        return bool(p is not None and p.is_user_branch)
 
     @property
     def pathspec(self) -> str | None:

@@ -121,9 +121,15 @@ def schedule(
     return attach(flow_cls) if flow_cls is not None else attach
 
 
+def _name(ev: str) -> str:
+    from ._project import _NamespacedEvent
+
+    return ev if isinstance(ev, _NamespacedEvent) else ev.strip()  # resolved when deployed (see _project.py)
+
+
 def _event_spec(ev: Any) -> dict[str, Any]:
     if isinstance(ev, str) and ev.strip():
-        return {"name": ev.strip(), "parameters": {}}
+        return {"name": _name(ev), "parameters": {}}
     if isinstance(ev, dict) and isinstance(ev.get("name"), str) and ev["name"].strip():
         unknown = set(ev) - {"name", "parameters"}
         if unknown:
@@ -137,7 +143,7 @@ def _event_spec(ev: Any) -> dict[str, Any]:
             raise FlowDefinitionError(
                 f"@trigger event {ev['name']!r}: parameters maps flow parameter names to payload fields, "
                 "e.g. {'day': 'day'}")
-        return {"name": ev["name"].strip(), "parameters": dict(params)}
+        return {"name": _name(ev["name"]), "parameters": dict(params)}
     raise FlowDefinitionError(
         f"@trigger: {ev!r} is not an event; write event='ratings.arrived' or "
         "event={'name': 'ratings.arrived', 'parameters': {'day': 'day'}}")

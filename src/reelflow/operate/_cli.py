@@ -64,14 +64,17 @@ def _params(items: Sequence[str]) -> dict[str, str]:
               help="Runs of this deployment at once.")
 @click.option("--on-busy", type=click.Choice(["queue", "skip"]), default="queue", show_default=True,
               help="What a firing does while max-concurrent runs are going.")
+@click.option("--branch", default=None, metavar="NAME",
+              help="@project flows: deploy branch test.NAME (prod.NAME with --production).")
+@click.option("--production", is_flag=True, default=False, help="@project flows: deploy the production branch.")
 @_guard
 def deploy_cmd(flow_file: str, name: str | None, params: Sequence[str], catchup: str, max_concurrent: int,
-               on_busy: str) -> None:
+               on_busy: str, branch: str | None, production: bool) -> None:
     """Snapshot FLOW_FILE's code into the store and deploy it with its triggers (a new version each time)."""
     from ._deploy import deploy
 
     dep = deploy(flow_file, name=name, params=_params(params), catchup=catchup, max_concurrent=max_concurrent,
-                 on_busy=on_busy)
+                 on_busy=on_busy, branch=branch, production=production)
     click.echo(f"deployed {dep.name} version {dep.version} ({dep.flow_name}, {len(dep.code)} file(s) "
                f"snapshotted): {dep.describe_triggers()}")
     if dep.next_slot:

@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select, update
 
 from ..errors import FlowDefinitionError, NotFoundError, ParameterError
+from ..flows._project import resolve_event_name, resolve_project
 from ..flows._triggers import check_cron, check_timezone, flow_triggers
 
 __all__ = ["deploy", "Deployment", "get_deployment", "list_deployments", "pause", "resume", "delete_deployment",
@@ -121,6 +122,8 @@ def deploy(
     max_concurrent: int = 1,
     on_busy: str = "queue",
     now: float | None = None,
+    branch: str | None = None,
+    production: bool = False,
 ) -> Deployment:
     """Snapshot ``flow_file``'s code into the store and record a new version of deployment ``name``.
 
@@ -131,6 +134,10 @@ def deploy(
     params : parameter values every run of this deployment gets (an event's mapped payload overrides them).
     catchup : missed schedule slots after downtime: ``"latest"`` (one run), ``"all"``, ``"none"``.
     max_concurrent : runs of this deployment at once; further firings ``on_busy="queue"`` or ``"skip"``.
+    branch, production : the ``@project`` branch the deployment's runs use (``--branch`` / ``--production``;
+        default the deployer's ``user.<name>`` branch). The default name is then the project flow name
+        (``recs.test.x.TrainFlow``), events named with ``namespaced_event_name`` are the branch's, and
+        ``@trigger_on_finish`` follows only upstream runs of the same project branch.
     """
     from ..cli import load_flow_file
 
@@ -143,11 +150,17 @@ def deploy(
     flow_cls: Any = load_flow_file(str(flow_file))
     flow_cls.graph()
     trig = flow_triggers(flow_cls)
+    store = _store()
+    info = resolve_project(flow_cls, branch=branch, production=production, user=store.config.user)
+    trig_json = trig.to_json()
+    trig_json["events"] = [{**ev, "name": resolve_event_name(ev["name"], info)} for ev in trig.events]
+    if info is not None:
+        trig_json["project"] = info.to_json()
     if trig.cron:
         _require_croniter()
         check_cron(trig.cron)
         check_timezone(trig.timezone)
-    name = name or flow_cls.__name__
+    name = name or (info.project_flow_name if info is not None else flow_cls.__name__)
     if not name or len(name) > 200 or "/" in name or name.strip() != name:
         raise ParameterError(f"deploy: --name {name!r}: a deployment name is 1-200 characters without '/'")
     flow_params = flow_cls.parameters()
@@ -158,7 +171,6 @@ def deploy(
                 raise FlowDefinitionError(f"@trigger event {ev['name']!r} maps payload field "
                                           f"{ev['parameters'][p]!r} to {p!r}, which is not a parameter of the flow")
     path = Path(str(flow_file).split(":")[0] if not Path(str(flow_file)).exists() else flow_file).absolute()
-    store = _store()
     store.preflight()
     code: dict[str, str] = {}
     for f in sorted(path.parent.glob("*.py")):
@@ -168,7 +180,7 @@ def deploy(
     at = time.time() if now is None else now
     user = store.config.user
     known = _known_event_names(store, sch)
-    for ev in trig.events:
+    for ev in trig_json["events"]:
         if ev["name"] not in known:
             warnings.warn(f"deployment {name!r}: no event named {ev['name']!r} has been published yet; check the "
                           f"spelling (known events: {', '.join(sorted(known)[:10]) or 'none'})", stacklevel=2)
@@ -178,7 +190,7 @@ def deploy(
         conn.execute(insert(sch.versions).values(
             name=name, version=version, flow_name=flow_cls.__name__, entry=path.name, code=json.dumps(code),
             params=json.dumps(fixed), param_types=json.dumps({p.name: p.type_name() for p in flow_params.values()}),
-            triggers=json.dumps(trig.to_json()), catchup=catchup, max_concurrent=max_concurrent, on_busy=on_busy,
+            triggers=json.dumps(trig_json), catchup=catchup, max_concurrent=max_concurrent, on_busy=on_busy,
             source=str(path), created_at=at, user=user,
         ))
         row = conn.execute(select(sch.deployments).where(sch.deployments.c.name == name)).mappings().first()

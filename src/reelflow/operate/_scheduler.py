@@ -33,6 +33,7 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 
 from ..errors import ReelflowError
+from ..flows._project import PROJECT_ENV
 from ..flows._triggers import TRIGGER_ENV
 from ._deploy import _deployment, _version_row, materialize, next_slot
 
@@ -282,9 +283,14 @@ class Scheduler:
         from ..store import _schema as s
 
         r = s.runs
-        rows = conn.execute(select(r.c.id, r.c.flow_name, r.c.finished_at).where(
+        q = select(r.c.id, r.c.flow_name, r.c.finished_at).where(
             r.c.flow_name.in_(dep.triggers["flows"]), r.c.status == "succeeded", r.c.finished_at >= cursor)
-            .order_by(r.c.finished_at)).all()
+        proj = dep.triggers.get("project")
+        if proj:  # a @project flow follows only upstream runs of its own project branch (Metaflow's rule)
+            from ..store._metadata import _has_tag
+
+            q = q.where(_has_tag(f"project:{proj['project_name']}"), _has_tag(f"project_branch:{proj['branch_name']}"))
+        rows = conn.execute(q.order_by(r.c.finished_at)).all()
         changes["run_cursor"] = max(cursor, real - LAG)
         return [(f"run:{rid}", {"type": "run", "deployment": dep.name, "run": f"{flow}/{rid}"}, dict(dep.params),
                  "queued", None) for rid, flow, _ in rows]
@@ -312,6 +318,9 @@ class Scheduler:
                 argv += [f"--{k}", v]
             env = {**os.environ, "REELFLOW_HOME": str(self.store.config.home), TRIGGER_ENV: trigger,
                    "REELFLOW_DEPLOYMENT": dep.name}
+            env.pop(PROJECT_ENV, None)
+            if dep.triggers.get("project"):  # the run goes on the branch the deployment was made for
+                env[PROJECT_ENV] = json.dumps(dep.triggers["project"])
             with open(log, "wb") as out:
                 proc = subprocess.Popen(argv, cwd=folder, env=env, stdout=out, stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL, start_new_session=True)

@@ -87,9 +87,9 @@ def promote(
     from ..store import get_store
     from ..store._operate_db import operate_tables
     from ..store._registry_db import _move_alias
-    from ._registry import _check_name
+    from ._registry import _alias
 
-    _check_name("alias", alias)
+    alias = _alias(alias)
     if not isinstance(min_improvement, (int, float)) or not math.isfinite(min_improvement) or min_improvement < 0:
         raise ParameterError(f"promote: min_improvement={min_improvement!r} must be a finite number >= 0")
     store = get_store(create=False)
@@ -148,7 +148,9 @@ def rollback(name: str, alias: str = "champion") -> PromotionDecision:
     from ..store import get_store
     from ..store._operate_db import operate_tables
     from ..store._registry_db import _move_alias
+    from ._registry import _alias
 
+    alias = _alias(alias)
     store = get_store(create=False)
     md = store.metadata
     operate_tables(md)

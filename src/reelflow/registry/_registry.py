@@ -61,6 +61,28 @@ def _check_name(kind: str, value: str) -> None:
         )
 
 
+_PREFIX = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,255}$")
+
+
+def _alias(alias: str) -> str:
+    """``alias`` checked, as stored for the running task's ``@project`` branch (see ``flows/_project.py``).
+
+    In a run of a project flow on any branch but ``prod`` an alias ``champion`` is stored as
+    ``<project>.<branch>/champion``; a name that already has that form is taken as written.
+    """
+    from ..flows._project import scoped_alias
+
+    if isinstance(alias, str) and "/" in alias:
+        prefix, _, bare = alias.rpartition("/")
+        if not _PREFIX.match(prefix):
+            raise ReelflowError(f"alias {alias!r} is not valid; a branch's alias is PROJECT.BRANCH/ALIAS, "
+                                "e.g. 'recs.test.new_ease/champion'")
+        _check_name("alias", bare)
+        return alias
+    _check_name("alias", alias)
+    return scoped_alias(alias)
+
+
 def _row_to_version(row: dict[str, Any], aliases: tuple[str, ...]) -> ModelVersion:
     return ModelVersion(
         name=row["name"], version=row["version"], key=row["key"], size=row["size"], type=row["type"],
@@ -102,7 +124,7 @@ def register(
 
     _check_name("model name", name)
     if alias is not None:
-        _check_name("alias", alias)
+        alias = _alias(alias)
     metrics = {k: float(v) for k, v in (metrics or {}).items()}
     store = get_store()
     artifact = None
@@ -126,8 +148,9 @@ def register(
 
 
 def set_alias(name: str, alias: str, version: int) -> ModelVersion:
-    """Point ``name@alias`` at ``version`` (recorded in the alias history)."""
-    _check_name("alias", alias)
+    """Point ``name@alias`` at ``version`` (recorded in the alias history; a ``@project`` branch's own alias
+    inside a run of a branch other than ``prod``)."""
+    alias = _alias(alias)
     store = get_store(create=False)
     store.metadata.set_model_alias(name, alias, int(version), user=store.config.user, at=time.time())
     return get(f"{name}/{version}")
@@ -135,6 +158,7 @@ def set_alias(name: str, alias: str, version: int) -> ModelVersion:
 
 def delete_alias(name: str, alias: str) -> None:
     """Remove ``name@alias`` (recorded in the alias history)."""
+    alias = _alias(alias)
     store = get_store(create=False)
     store.metadata.delete_model_alias(name, alias, user=store.config.user, at=time.time())
 
@@ -159,7 +183,9 @@ def get(spec: str) -> ModelVersion:
     md = store.metadata
     if alias is not None:
         aliases = md.model_aliases(name)
-        version = aliases.get(alias)
+        scoped = _alias(alias)
+        # a branch reads production's alias until it sets its own
+        version = aliases.get(scoped, aliases.get(alias) if scoped != alias and "/" not in alias else None)
         if version is None:
             if not aliases and md.model_version_row(name) is None:
                 raise _no_model(store, name)
@@ -178,7 +204,12 @@ def get(spec: str) -> ModelVersion:
 
 def alias_version(name: str, alias: str) -> int | None:
     """The version ``name@alias`` points at (None if unset): one cheap query, for pollers."""
-    return get_store(create=False).metadata.model_alias_version(name, alias)
+    md = get_store(create=False).metadata
+    scoped = _alias(alias)
+    found = md.model_alias_version(name, scoped)
+    if found is None and scoped != alias and "/" not in alias:
+        found = md.model_alias_version(name, alias)  # a branch reads production's alias until it sets its own
+    return found
 
 
 def load(spec: str) -> Any:

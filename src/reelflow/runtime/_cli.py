@@ -111,6 +111,12 @@ def _make_runtime(flow_cls: type[FlowSpec], ctx_obj: dict[str, Any], **kw: Any) 
             with open(run_id_file, "w") as f:
                 f.write(run_id)
 
+    project = _project(flow_cls, ctx_obj, kw)
+    from ..flows._environments import environment_warning
+
+    warn = environment_warning(flow_cls, [n.name for n in flow_cls.graph()], ctx_obj.get("environment"))
+    if warn:
+        click.echo(warn, err=True)
     try:
         return LocalRuntime(
             flow_cls,
@@ -124,11 +130,30 @@ def _make_runtime(flow_cls: type[FlowSpec], ctx_obj: dict[str, Any], **kw: Any) 
             zygote=zygote,
             executor=executor,
             executor_options=executor_options,
+            project=project,
         )
     except BaseException:
         if zygote is not None:
             zygote.close()
         raise
+
+
+def _project(flow_cls: type[FlowSpec], ctx_obj: dict[str, Any], kw: dict[str, Any]) -> Any:
+    """The @project branch from ``--branch`` / ``--production`` (before or after the command)."""
+    from ..flows._project import resolve_project
+
+    branch = kw.pop("branch", None) or ctx_obj.get("branch")
+    production = bool(kw.pop("production", False) or ctx_obj.get("production"))
+    info = resolve_project(flow_cls, branch=branch, production=production)
+    if info is not None and not kw.get("quiet"):
+        click.echo(f"Project: {info.project_name}, Branch: {info.branch_name}")
+    return info
+
+
+def _project_options() -> list[click.Parameter]:
+    return [click.Option(["--branch"], default=None, metavar="NAME",
+                         help="Run on branch test.NAME of the @project (prod.NAME with --production)."),
+            click.Option(["--production"], is_flag=True, default=False, help="Run on the @project's production branch.")]
 
 
 def _ray_options(spec: str, rest: str) -> dict[str, Any]:
@@ -155,11 +180,21 @@ def build_cli(flow_cls: type[FlowSpec]) -> click.Group:
     @click.group(help=(flow_cls.__doc__ or f"Flow {name}.").strip())
     @click.option("--with", "with_specs", multiple=True, metavar="DECORATOR",
                   help="Attach a decorator to every step, e.g. --with retry.")
+    @click.option("--environment", default=None, hidden=True,
+                  help="Metaflow's --environment=pypi|conda: accepted; steps run in this Python environment.")
     @click.pass_context
     @_guard
-    def cli(ctx: click.Context, with_specs: Sequence[str]) -> None:
+    def cli(ctx: click.Context, with_specs: Sequence[str], environment: str | None = None, branch: str | None = None,
+            production: bool = False) -> None:
         flow_cls.graph()  # every graph check before anything runs
-        ctx.obj = {"with": with_specs}
+        ctx.obj = {"with": with_specs, "branch": branch, "production": production,
+                   "environment": None if environment in (None, "local") else environment}
+
+    from ..flows._project import project_spec
+
+    has_project = project_spec(flow_cls) is not None
+    if has_project:  # Metaflow's top-level options of a @project flow (also accepted after run/resume)
+        cli.params.extend(_project_options())
 
     params = flow_cls.parameters()
 
@@ -184,6 +219,8 @@ def build_cli(flow_cls: type[FlowSpec]) -> click.Group:
                                        metavar=p.type_name().upper()))
     run = click.command("run", help=f"Run {name}.")(_runtime_options(_guard(run_cmd)))
     run.params = param_opts + run.params
+    if has_project and not {"branch", "production"} & {p.name for p in params.values()}:
+        run.params.extend(_project_options())
     cli.add_command(run)
 
     @cli.command(help="Run again from the failed step (or STEP), reusing the origin run's successful tasks. "
@@ -253,6 +290,8 @@ def build_cli(flow_cls: type[FlowSpec]) -> click.Group:
             raise ParameterError(f"logs: {pathspec!r} is not RUN_ID/STEP or RUN_ID/STEP/TASK_ID")
         print_logs("/".join([name, *bits]), which)
 
+    if has_project:
+        resume.params.extend(_project_options())
     return cli
 
 

@@ -35,6 +35,7 @@ from typing import Any
 from ..errors import ParameterError, ReelflowError, RunFailedError, RunInterruptedError
 from ..flows._decorators import StepDecorator
 from ..flows._parameters import ParameterContext
+from ..flows._project import ProjectInfo, resolve_project
 from ..flows._spec import FlowSpec
 from ..store import ArtifactRef, Store, TaskRecord, get_store
 from . import _tmp
@@ -70,6 +71,8 @@ class LocalRuntime(RunLifecycle):
     executor : how tasks run: ``inprocess``, ``fork``, ``forkserver``, ``spawn`` or ``ray``
         (see ``_executors.py``); default ``$REELFLOW_EXECUTOR``, else what the flags above imply.
     executor_options : keyword arguments of the executor (Ray: ``address``, ``num_cpus``).
+    project : the ``@project`` branch of the run (default: the user's branch, or the one the
+        scheduler of a deployment sets); ignored for a flow without ``@project``.
     """
 
     def __init__(
@@ -88,6 +91,7 @@ class LocalRuntime(RunLifecycle):
         zygote: Any = None,
         executor: str | None = None,
         executor_options: Mapping[str, Any] | None = None,
+        project: ProjectInfo | None = None,
     ) -> None:
         self.flow_cls = flow_cls
         self.graph = flow_cls.graph()
@@ -108,6 +112,7 @@ class LocalRuntime(RunLifecycle):
         self.user = self.store.config.user
         self.tmp_base = self.store.config.home / "tmp"
         self.state = RunState()  # replaced by a fresh one for each run
+        self.project = project or resolve_project(flow_cls, user=self.user)
 
     # -- entry points ------------------------------------------------------------
     def run(self, raw_params: Mapping[str, Any] | None = None) -> str:
@@ -208,7 +213,7 @@ class LocalRuntime(RunLifecycle):
             self.flow_name,
             user=self.user,
             tags=sorted(self.tags),
-            system_tags=[f"user:{self.user}"],
+            system_tags=[f"user:{self.user}", *(self.project.system_tags if self.project else ())],
             graph=self.graph.to_json(),
             params=params_json,
             origin_run_id=origin_run_id,
@@ -512,6 +517,7 @@ class LocalRuntime(RunLifecycle):
             foreach_frames=[f for f in frames if f["kind"] == "foreach"],
             join_inputs=join_inputs,
             visit=visit,
+            project=self.project.to_json() if self.project else None,
         )
         self.state.next_task_id += 1
         clone = None

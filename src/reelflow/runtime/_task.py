@@ -42,6 +42,7 @@ class TaskSpec:
     join_inputs: list[tuple[str, str, dict[str, ArtifactRef]]] | None = None
     fallback_exception: str | None = None  # set for a @catch fallback attempt
     visit: int = 0
+    project: dict[str, Any] | None = None  # ProjectInfo.to_json() of a @project flow's branch
 
     @property
     def pathspec(self) -> str:
@@ -92,6 +93,14 @@ def _persist(flow: FlowSpec, state: TaskState, store: Store, step_name: str) -> 
     return refs
 
 
+def _project_info(d: dict[str, Any] | None) -> Any:
+    if d is None:
+        return None
+    from ..flows._project import ProjectInfo
+
+    return ProjectInfo.from_json(d)
+
+
 def execute_task(flow_cls: type[FlowSpec], spec: TaskSpec, store: Store) -> TaskResult:
     """Run the step of ``spec`` in this process and return what the scheduler records."""
     graph = flow_cls.graph()
@@ -126,7 +135,7 @@ def execute_task(flow_cls: type[FlowSpec], spec: TaskSpec, store: Store) -> Task
             origin_run_id=spec.origin_run_id,
             username=spec.user,
             tags=spec.tags,
-            extra={"cards": cards},
+            extra={"cards": cards, "project": _project_info(spec.project)},
         )
     )
     env = node.decorators.get("environment")
