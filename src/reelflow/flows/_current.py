@@ -15,6 +15,7 @@ from ..errors import ReelflowError
 if TYPE_CHECKING:
     from ..cards import CardCollector
     from ._project import ProjectInfo
+    from ..runtime._checkpoint import Checkpointer
     from ._triggers import Trigger
 
 __all__ = ["current", "Current", "MAX_METRIC_NAME"]
@@ -145,6 +146,15 @@ class Current:
         if cards is None:
             raise ReelflowError("current.card works inside a running step; decorate the step with @card")
         return cards.main  # type: ignore[no-any-return]
+
+    @property
+    def checkpoint(self) -> Checkpointer:
+        """The task's checkpoints (``@checkpoint``): ``current.checkpoint.directory``, ``.save()``,
+        ``.is_loaded``, ``.load()``, ``.list()``; see :mod:`reelflow.runtime._checkpoint`."""
+        ckpt = self._info.extra.get("checkpoint") if self._info is not None else None
+        if ckpt is None:
+            raise ReelflowError("current.checkpoint works inside a running step decorated with @checkpoint")
+        return ckpt  # type: ignore[no-any-return]
 
     # -- tracking ---------------------------------------------------------------------
     def log_metric(self, name: str, value: float, step: int | None = None) -> None:

@@ -21,6 +21,7 @@ __all__ = [
     "resources",
     "environment",
     "card",
+    "checkpoint",
     "parse_with_spec",
     "get_decorators",
     "is_step",
@@ -153,8 +154,24 @@ class _Card(StepDecorator):
             raise FlowDefinitionError(f"@card(id={cid!r}): id must be a non-empty string of at most 200 characters")
 
 
+class _Checkpoint(StepDecorator):
+    name = "checkpoint"
+    defaults: dict[str, Any] = {"load_policy": "fresh", "temp_dir_root": None}
+
+    def validate(self) -> None:
+        policy = self.attributes["load_policy"]
+        if policy not in ("fresh", "eager", "none"):
+            raise FlowDefinitionError(
+                f"@checkpoint(load_policy={policy!r}): load_policy is 'fresh' (this task's earlier attempts and "
+                "the run it resumes), 'eager' (also earlier runs of the flow) or 'none'"
+            )
+        root = self.attributes["temp_dir_root"]
+        if root is not None and not isinstance(root, str):
+            raise FlowDefinitionError(f"@checkpoint(temp_dir_root={root!r}): temp_dir_root is a folder path (a string)")
+
+
 DECORATORS: dict[str, type[StepDecorator]] = {
-    c.name: c for c in (_Retry, _Catch, _Timeout, _Resources, _Environment, _Card)
+    c.name: c for c in (_Retry, _Catch, _Timeout, _Resources, _Environment, _Card, _Checkpoint)
 }
 
 
@@ -187,6 +204,7 @@ timeout = _make(_Timeout)
 resources = _make(_Resources)
 environment = _make(_Environment)
 card = _make(_Card)  # reelflow.cards: a report per task, shown in the UI
+checkpoint = _make(_Checkpoint)  # current.checkpoint: progress kept across retries and resume
 
 
 def _parse_value(text: str) -> Any:

@@ -125,6 +125,14 @@ def execute_task(flow_cls: type[FlowSpec], spec: TaskSpec, store: Store) -> Task
     cards = TaskCards(store, flow_name=spec.flow_name, run_id=spec.run_id, step_name=spec.step_name,
                       task_id=spec.task_id, attempt=spec.attempt, decorator=node.decorators.get("card"))
     outcome = "failed"
+    ckpt = None
+    extra: dict[str, Any] = {"cards": cards, "project": _project_info(spec.project)}
+    ck_deco = node.decorators.get("checkpoint")
+    if ck_deco is not None and spec.fallback_exception is None:
+        from ._checkpoint import Checkpointer
+
+        ckpt = extra["checkpoint"] = Checkpointer(store, spec, load_policy=ck_deco["load_policy"],
+                                                  temp_dir_root=ck_deco["temp_dir_root"])
     current._bind(
         _TaskInfo(
             flow_name=spec.flow_name,
@@ -135,7 +143,7 @@ def execute_task(flow_cls: type[FlowSpec], spec: TaskSpec, store: Store) -> Task
             origin_run_id=spec.origin_run_id,
             username=spec.user,
             tags=spec.tags,
-            extra={"cards": cards, "project": _project_info(spec.project)},
+            extra=extra,
         )
     )
     env = node.decorators.get("environment")
@@ -157,6 +165,8 @@ def execute_task(flow_cls: type[FlowSpec], spec: TaskSpec, store: Store) -> Task
                 setattr(flow, catch["var"], CaughtException(type_name, message, spec.fallback_exception))
             state.transition = {}
         else:
+            if ckpt is not None:
+                ckpt.restore_latest()
             func = getattr(flow, spec.step_name)
             func(inputs) if node.is_join else func()
             if node.kind != "end" and state.transition is None:
@@ -175,6 +185,8 @@ def execute_task(flow_cls: type[FlowSpec], spec: TaskSpec, store: Store) -> Task
         if cards._cards:  # only a task that made a card pays for storing it
             cards.finish({k: v for k, v in flow.__dict__.items() if not k.startswith("_")}, spec.base_refs, outcome)
         current._bind(None)
+        if ckpt is not None:
+            ckpt.close()
         for k, old in saved_env.items():
             if old is None:
                 os.environ.pop(k, None)

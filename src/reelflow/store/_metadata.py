@@ -541,6 +541,9 @@ class MetadataStore(RegistryTables):
         from ..cards._storage import card_blob_keys  # cards keep their blobs (rows of their own table)
 
         keys |= card_blob_keys(self)
+        from ..runtime._checkpoint import checkpoint_blob_keys  # @checkpoint folders (their own table)
+
+        keys |= checkpoint_blob_keys(self)
         from ._review_db import generated_blob_keys  # generated images and their inputs (reelflow.generate)
 
         keys |= generated_blob_keys(self)
