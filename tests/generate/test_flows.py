@@ -44,6 +44,10 @@ def test_train_generate_review_and_the_loop_back(reelflow_home, tmp_path):
     assert sorted(df[df["name"] == "loss"]["step"]) == [0, 1, 2]  # metrics per epoch
     assert len(df[df["name"] == "val_psnr"]) == 3
     assert sorted(train.data.checkpoints) == [0, 1, 2]  # checkpoints as artifacts
+    from reelflow.runtime._checkpoint import checkpoint_rows  # and through @checkpoint, for retry / resume
+    from reelflow.store import get_store
+
+    assert [c["metadata"]["epoch"] for c in checkpoint_rows(get_store(), "TrainBackgroundsFlow", run.id)] == [2, 1, 0]
     ev = run["evaluate"].task.data
     assert set(ev.metrics) == {"psnr", "ssim", "kid"} and set(ev.baseline_metrics) == {"psnr", "ssim", "kid"}
     assert ev.registered == "backgrounds/1"

@@ -156,6 +156,10 @@ class Current:
             raise ReelflowError("current.checkpoint works inside a running step decorated with @checkpoint")
         return ckpt  # type: ignore[no-any-return]
 
+    def _checkpointer(self) -> Checkpointer | None:
+        """The running step's checkpointer, or None (no task, or no ``@checkpoint``): for library code."""
+        return self._info.extra.get("checkpoint") if self._info is not None else None
+
     # -- tracking ---------------------------------------------------------------------
     def log_metric(self, name: str, value: float, step: int | None = None) -> None:
         """Record a metric point of this task (buffered; written with the task's record).

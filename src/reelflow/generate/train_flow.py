@@ -19,7 +19,7 @@ import tempfile
 import time
 from typing import Any, cast
 
-from reelflow import FlowSpec, Parameter, card, current, resources, step
+from reelflow import FlowSpec, Parameter, card, checkpoint, current, resources, step
 
 
 class TrainBackgroundsFlow(FlowSpec):
@@ -58,10 +58,17 @@ class TrainBackgroundsFlow(FlowSpec):
         self.next(self.train)
 
     @resources(gpu=1)
+    @checkpoint
     @card
     @step
     def train(self):
-        """Fit the U-Net (CUDA when a GPU is visible), logging loss and held-out PSNR per epoch."""
+        """Fit the U-Net (CUDA when a GPU is visible), logging loss and held-out PSNR per epoch.
+
+        Every ``checkpoint-every`` epochs the model goes to ``current.checkpoint``: a retry
+        or ``resume`` of a killed training continues from there (with a fresh optimiser)."""
+        import os
+        import pickle
+
         from reelflow.cards import ProgressBar, VegaChart
         from reelflow.generate import Sketch2Background, pick_device, psnr, set_threads
 
@@ -69,6 +76,11 @@ class TrainBackgroundsFlow(FlowSpec):
         self.device = pick_device()
         model = Sketch2Background(size=self.size, width=self.width, epochs=self.epochs, time_budget=self.time_budget,
                                   random_state=self.seed)
+        ckpt_file = os.path.join(current.checkpoint.directory, "model.pkl")
+        if current.checkpoint.is_loaded:
+            with open(ckpt_file, "rb") as f:
+                model = pickle.load(f)  # noqa: S301 - this task's own checkpoint, hash-checked by the store
+            print(f"continuing from the checkpoint of epoch {len(model.history_) - 1}", flush=True)
         bar = ProgressBar(max=self.epochs, label="epochs")
         current.card.append(bar)
         rows: list[dict] = []
@@ -86,11 +98,18 @@ class TrainBackgroundsFlow(FlowSpec):
             current.card.refresh()
             if (epoch + 1) % max(1, int(cast(Any, self.checkpoint_every))) == 0:
                 self.checkpoints[epoch] = model.__getstate__()["weights_"]
+                with open(ckpt_file + ".tmp", "wb") as f:
+                    pickle.dump(model, f)
+                os.replace(ckpt_file + ".tmp", ckpt_file)
+                current.checkpoint.save(metadata={"epoch": epoch})
             print(f"epoch {epoch}: loss {row['loss']:.4f}, held-out PSNR {val:.2f} dB, {row['seconds']:.0f} s",
                   flush=True)
 
         t0 = time.perf_counter()
+        done = len(getattr(model, "history_", []))
+        model.epochs = max(0, int(cast(Any, self.epochs)) - done)  # the epochs left after a checkpoint
         model.fit(self.sketches, self.backgrounds, on_epoch=on_epoch)
+        model.epochs = int(cast(Any, self.epochs))
         self.train_seconds = time.perf_counter() - t0
         self.history = model.history_
         self.model = model

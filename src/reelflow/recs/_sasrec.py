@@ -70,8 +70,10 @@ class SASRec(RecommenderBase):
         or a CPU with native bfloat16; scoring is always float32).
     threads : CPU threads for torch during fit and scoring (default: the cores, at most 8).
     random_state : seed of weight initialisation, shuffling, dropout and negatives.
-    checkpoint_dir : folder for the per-epoch checkpoint (None: the task's folder inside
-        a flow, no checkpoint outside); the checkpoint is removed when training ends.
+    checkpoint_dir : folder for the per-epoch checkpoint (None: inside a flow step decorated
+        with ``@checkpoint``, ``current.checkpoint`` -- kept in the store, restored on ``@retry``
+        and ``resume``; in another step, a temporary folder named after the task; no checkpoint
+        outside a flow); the local file is removed when training ends.
     """
 
     def __init__(
@@ -248,6 +250,10 @@ class _Trainer:
         savez: Any = np.savez  # plain arrays only: read back with allow_pickle=False
         savez(tmp, **arrays)
         os.replace(tmp, self.ckpt)
+        flow_ckpt = _flow_checkpointer()
+        if flow_ckpt is not None and self.m.checkpoint_dir is None:
+            # Under @checkpoint the folder goes to the store: a retry or a resumed run restores it.
+            flow_ckpt.save(metadata={"model": "SASRec", "epoch": int(st["epoch"])}, name="sasrec")
 
     def _resume(self, st: dict[str, Any]) -> None:
         if self.ckpt is None or not self.ckpt.exists():
@@ -382,8 +388,18 @@ def _checkpoint_path(model: SASRec) -> Path | None:
 
     if not current.is_running_flow:
         return None
-    # One folder per task: a retry of the task (same pathspec) finds its predecessor's checkpoint.
+    flow_ckpt = _flow_checkpointer()
+    if flow_ckpt is not None:  # the step's @checkpoint folder, restored from the store
+        return Path(flow_ckpt.directory) / _CHECKPOINT
+    # No @checkpoint: one folder per task: a retry of the task (same pathspec) finds its predecessor's checkpoint.
     return Path(tempfile.gettempdir(), "reelflow-checkpoints", *str(current.pathspec).split("/"), _CHECKPOINT)
+
+
+def _flow_checkpointer() -> Any:
+    """``current.checkpoint`` when running in a step decorated with ``@checkpoint``, else None."""
+    from ..flows import current
+
+    return current._checkpointer()
 
 
 def _fingerprint(model: SASRec, seqs: list[np.ndarray]) -> str:

@@ -18,7 +18,7 @@ import json
 import math
 import time
 
-from reelflow import FlowSpec, JSONType, Parameter, current, step
+from reelflow import FlowSpec, JSONType, Parameter, checkpoint, current, step
 from reelflow.cards import Markdown, Table, VegaChart, card
 
 # Small grids keep the demo's main job under a minute on two cores. HybridEASE (EASE plus the
@@ -70,6 +70,7 @@ class RecsDemoFlow(FlowSpec):
               f"next: tune and test {', '.join(self.models)}, one task each", flush=True)
         self.next(self.train_model, foreach="models")
 
+    @checkpoint  # SASRec's epochs go to the store: a retry or `resume` continues its training
     @card(type="blank", id="tuning")
     @step
     def train_model(self):
