@@ -90,7 +90,7 @@ def test_resume_starts_from_the_failed_attempts_checkpoint(reelflow):
     assert [loaded, first, loaded_from] == [True, 6, "TrainCkptFlow/2/train/2"]
 
 
-def test_load_policies(reelflow):
+def test_load_policies(reelflow, monkeypatch):
     path = reelflow.write("train_flow.py", FLOW)
     reelflow.run(path, "run", env={"CK_FAIL": "raise", "CK_POLICY": "none"})
     assert reelflow.client(READ)[0][:3] == [False, 0, None]  # the retry started over
@@ -98,6 +98,17 @@ def test_load_policies(reelflow):
     assert reelflow.client(READ)[0][:2] == [False, 0]
     reelflow.run(path, "run", env={"CK_POLICY": "eager"})  # eager: continues the newest one
     assert reelflow.client(READ)[0][:3] == [True, 6, "TrainCkptFlow/2/train/2"]
+    # checkpoints are blobs of the store that `reelflow gc` keeps
+    from reelflow.config import load_config
+    from reelflow.runtime._checkpoint import checkpoint_rows
+    from reelflow.store import Store
+
+    monkeypatch.setenv("REELFLOW_HOME", str(reelflow.root / "home"))
+    store = Store(load_config())
+    rows = checkpoint_rows(store, "TrainCkptFlow", "2")
+    keys, _ = store.metadata.referenced_blob_keys()
+    assert len(rows) == 6 and all(r["key"] in keys for r in rows)
+    store.metadata.close()
 
 
 def test_checkpoint_outside_a_decorated_step_is_a_clear_error(reelflow):

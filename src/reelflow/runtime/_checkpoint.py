@@ -65,7 +65,7 @@ def _checkpoints_table() -> Any:
             Column("attempt", Integer, nullable=False),
             Column("name", String(255), nullable=False),
             Column("key", String(64), nullable=False),  # the manifest blob
-            Column("keys", Text, nullable=False),  # JSON list of the file blobs (kept by `reelflow gc`)
+            Column("file_keys", Text, nullable=False),  # JSON list of the file blobs (kept by `reelflow gc`)
             Column("size", BigInteger, nullable=False),  # bytes of the files
             Column("metadata", Text, nullable=False),  # the user's JSON metadata
             Column("created_at", Float, nullable=False),
@@ -136,7 +136,7 @@ def checkpoint_blob_keys(metadata: Any) -> set[str]:
     keys: set[str] = set()
     try:
         with metadata.engine.connect() as conn:
-            for key, files in conn.execute(select(t.c.key, t.c.keys)):
+            for key, files in conn.execute(select(t.c.key, t.c.file_keys)):
                 keys.add(key)
                 keys.update(json.loads(files))
     except DBAPIError as exc:
@@ -238,7 +238,7 @@ class Checkpointer:
             inserted = conn.execute(insert(t).values(
                 flow_name=s.flow_name, run_id=int(s.run_id), step_name=s.step_name, task_id=int(s.task_id),
                 task_key=s.task_key, attempt=int(s.attempt), name=name, key=manifest.key,
-                keys=json.dumps(sorted({f[1] for f in files})), size=total, metadata=meta_json, created_at=now,
+                file_keys=json.dumps(sorted({f[1] for f in files})), size=total, metadata=meta_json, created_at=now,
             )).inserted_primary_key
             row_id = inserted[0] if inserted is not None else None
         return {"id": row_id, "name": name, "key": manifest.key, "size": total, "metadata": json.loads(meta_json),
