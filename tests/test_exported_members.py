@@ -7,7 +7,7 @@ import reelflow
 
 EXPECTED = {
     "FlowSpec", "step", "Parameter", "JSONType", "IncludeFile", "current", "retry", "catch", "timeout",
-    "resources", "environment", "card", "Runner", "NBRunner", "Flow", "Run", "Step", "Task", "namespace", "get_namespace",
+    "resources", "environment", "card", "parallel", "Runner", "NBRunner", "Flow", "Run", "Step", "Task", "namespace", "get_namespace",
     "default_namespace", "ReelflowError", "models", "__version__", "schedule", "trigger", "trigger_on_finish",
     "events", "project", "namespaced_event_name", "pypi", "conda", "pypi_base", "conda_base", "checkpoint",
 }

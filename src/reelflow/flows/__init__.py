@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ._artifacts import Inputs, InputView
 from ._current import Current, current
-from ._decorators import StepDecorator, card, catch, checkpoint, environment, resources, retry, step, timeout
+from ._decorators import StepDecorator, card, catch, checkpoint, environment, parallel, resources, retry, step, timeout
 from ._environments import conda, conda_base, pypi, pypi_base
 from ._graph import FlowGraph, StepNode
 from ._parameters import IncludeFile, JSONType, Parameter, ParameterContext
@@ -28,6 +28,7 @@ __all__ = [
     "environment",
     "card",
     "checkpoint",
+    "parallel",
     "schedule",
     "trigger",
     "trigger_on_finish",

@@ -8,7 +8,7 @@ import operator
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..errors import ReelflowError
 
@@ -18,10 +18,19 @@ if TYPE_CHECKING:
     from ..runtime._checkpoint import Checkpointer
     from ._triggers import Trigger
 
-__all__ = ["current", "Current", "MAX_METRIC_NAME"]
+__all__ = ["current", "Current", "Parallel", "MAX_METRIC_NAME"]
 
 MAX_METRIC_NAME = 1000  # characters; the metadata schema holds longer names, no one reads them
 _STEP_MIN, _STEP_MAX = -(2**63), 2**63 - 1  # what every metadata backend's BIGINT holds
+
+
+class Parallel(NamedTuple):
+    """``current.parallel``: where this task stands in its ``@parallel`` gang (Metaflow's fields)."""
+
+    main_ip: str
+    num_nodes: int
+    node_index: int
+    control_task_id: str | None
 
 
 @dataclass
@@ -132,6 +141,20 @@ class Current:
     def is_user_branch(self) -> bool:
         p = self.project_info
         return bool(p is not None and p.is_user_branch)
+
+    @property
+    def parallel(self) -> Parallel:
+        """In a ``@parallel`` step: ``node_index`` (0 is the control task), ``num_nodes``, ``main_ip``
+        (the address of node 0: 127.0.0.1 on one machine) and ``control_task_id``; elsewhere one node."""
+        g = self._info.extra.get("parallel") if self._info is not None else None
+        if not g:
+            return Parallel("127.0.0.1", 1, 0, None)
+        return Parallel(g["main_ip"], g["num_nodes"], g["node_index"], g["control_task_id"])
+
+    @property
+    def is_parallel(self) -> bool:
+        """True inside a task of a ``@parallel`` gang."""
+        return bool(self._info is not None and self._info.extra.get("parallel"))
 
     @property
     def pathspec(self) -> str | None:

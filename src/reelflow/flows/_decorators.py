@@ -22,6 +22,7 @@ __all__ = [
     "environment",
     "card",
     "checkpoint",
+    "parallel",
     "parse_with_spec",
     "get_decorators",
     "is_step",
@@ -168,6 +169,12 @@ class _Checkpoint(StepDecorator):
         root = self.attributes["temp_dir_root"]
         if root is not None and not isinstance(root, str):
             raise FlowDefinitionError(f"@checkpoint(temp_dir_root={root!r}): temp_dir_root is a folder path (a string)")
+class _Parallel(StepDecorator):
+    """A gang step: ``self.next(self.step, num_parallel=N)`` starts N tasks of it together
+    (``current.parallel`` tells each its ``node_index``, ``num_nodes`` and ``main_ip``)."""
+
+    name = "parallel"
+    defaults: dict[str, Any] = {}
 
 
 DECORATORS: dict[str, type[StepDecorator]] = {
@@ -205,6 +212,7 @@ resources = _make(_Resources)
 environment = _make(_Environment)
 card = _make(_Card)  # reelflow.cards: a report per task, shown in the UI
 checkpoint = _make(_Checkpoint)  # current.checkpoint: progress kept across retries and resume
+parallel = _make(_Parallel)  # not in DECORATORS: --with parallel makes no sense for every step
 
 
 def _parse_value(text: str) -> Any:

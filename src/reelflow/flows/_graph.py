@@ -7,6 +7,8 @@ gives the transition kind:
 * ``split``   ``self.next(self.a, self.b)``             (static branches, joined later)
 * ``foreach`` ``self.next(self.a, foreach="items")``    (one task per item, joined later)
 * ``switch``  ``self.next({"x": self.a, "y": self.b}, condition="attr")``  (one branch runs)
+* a gang    ``self.next(self.a, num_parallel=4)``     (a foreach of 4 ``@parallel`` tasks started
+  together, joined later; ``num_parallel`` is set)
 * ``end``     the ``end`` step; no ``self.next``
 
 A step defined as ``def name(self, inputs)`` is a join. Every rule is checked
@@ -43,6 +45,7 @@ class StepNode:
     out_funcs: list[str] = field(default_factory=list)
     in_funcs: list[str] = field(default_factory=list)
     foreach_param: str | None = None
+    num_parallel: int | None = None  # a gang (``num_parallel=``): its size when a literal, else 0
     condition: str | None = None
     switch_cases: dict[str, str] = field(default_factory=dict)
     is_join: bool = False
@@ -61,6 +64,8 @@ class StepNode:
         }
         if self.foreach_param:
             d["foreach"] = self.foreach_param
+        if self.num_parallel is not None:
+            d["num_parallel"] = self.num_parallel
         if self.condition:
             d["condition"] = self.condition
             d["cases"] = self.switch_cases
@@ -198,11 +203,17 @@ class FlowGraph:
         node.out_funcs = [step_ref(a) for a in call.args]
         if not node.out_funcs:
             raise FlowDefinitionError(f"step {node.name!r}: self.next() names no step")
-        if "foreach" in kw:
+        if "foreach" in kw and "num_parallel" in kw:
+            raise FlowDefinitionError(f"step {node.name!r}: self.next() takes foreach= or num_parallel=, not both")
+        if "foreach" in kw or "num_parallel" in kw:
             if len(node.out_funcs) != 1:
-                raise FlowDefinitionError(f"step {node.name!r}: a foreach goes to exactly one step")
+                raise FlowDefinitionError(f"step {node.name!r}: a foreach (or num_parallel) goes to exactly one step")
             node.kind = "foreach"
-            node.foreach_param = literal("foreach")
+            if "foreach" in kw:
+                node.foreach_param = literal("foreach")
+            else:
+                v = kw["num_parallel"]
+                node.num_parallel = v.value if isinstance(v, ast.Constant) and isinstance(v.value, int) else 0
         elif len(node.out_funcs) > 1:
             if len(set(node.out_funcs)) != len(node.out_funcs):
                 raise FlowDefinitionError(f"step {node.name!r}: self.next() names the same step twice")
@@ -226,6 +237,7 @@ class FlowGraph:
                 self.nodes[t].in_funcs.append(n.name)
         if self.nodes["start"].is_join:
             raise FlowDefinitionError("step 'start' takes inputs; the start step is def start(self)")
+        self._check_parallel()
         self._check_cycles()
         self._traverse()
         unreachable = [n for n in self.nodes if n != "start" and not self.nodes[n].in_funcs]
@@ -241,6 +253,25 @@ class FlowGraph:
                 f"step 'end' is reached inside the split of step {end.split_parents[-1]!r}; add a join step "
                 "(def join(self, inputs)) before 'end'"
             )
+
+    def _check_parallel(self) -> None:
+        """Metaflow's rules: num_parallel= goes to a @parallel step, which only a num_parallel=
+        transition reaches and which a join follows."""
+        for n in self.nodes.values():
+            if n.num_parallel is not None and "parallel" not in self.nodes[n.out_funcs[0]].decorators:
+                t = n.out_funcs[0]
+                raise FlowDefinitionError(f"step {n.name!r} starts a gang with self.next(self.{t}, num_parallel=...) "
+                                          f"but step {t!r} has no @parallel decorator; add @parallel above @step")
+            if "parallel" in n.decorators:
+                for parent in n.in_funcs:
+                    if self.nodes[parent].num_parallel is None:
+                        raise FlowDefinitionError(
+                            f"step {n.name!r} is @parallel but step {parent!r} reaches it without num_parallel=; "
+                            f"write self.next(self.{n.name}, num_parallel=N) there")
+                if n.kind != "linear" or not self.nodes[n.out_funcs[0]].is_join:
+                    raise FlowDefinitionError(
+                        f"step {n.name!r} is @parallel, so the step after it must be a join "
+                        f"(def {n.out_funcs[0] if n.out_funcs else 'join'}(self, inputs)) that gathers the gang")
 
     def _check_cycles(self) -> None:
         color: dict[str, int] = {}

@@ -205,7 +205,8 @@ class FlowSpec:
         return [(f["index"], f["num_splits"], self._frame_value(f)) for f in state.foreach_frames]
 
     # -- transitions -------------------------------------------------------------
-    def next(self, *steps: Any, foreach: str | None = None, condition: str | None = None, **_: Any) -> None:
+    def next(self, *steps: Any, foreach: str | None = None, condition: str | None = None,
+             num_parallel: int | None = None, **_: Any) -> None:
         """Go on to the next step(s); see the module docstring of ``reelflow.flows``."""
         state = self._state_or_raise("self.next()")
         if state.transition is not None:
@@ -229,6 +230,12 @@ class FlowSpec:
                 f"step {state.step_name!r} called self.next({', '.join(map(str, names))}) but its source says "
                 f"{', '.join(node.out_funcs)}"
             )
+        if num_parallel is not None:
+            if isinstance(num_parallel, bool) or not isinstance(num_parallel, int) or num_parallel < 1:
+                raise TransitionError(f"step {state.step_name!r}: num_parallel={num_parallel!r} must be a positive "
+                                      "integer, the number of tasks in the gang")
+            state.transition = {"num_splits": num_parallel, "parallel": True}
+            return
         if foreach is not None:
             items = getattr(self, foreach)
             if not (hasattr(items, "__len__") and hasattr(items, "__getitem__")) or isinstance(items, (str, bytes, dict)):

@@ -261,6 +261,8 @@ def build_cli(flow_cls: type[FlowSpec]) -> click.Group:
         for n in g:
             if n.kind == "end":
                 arrow = "(end)"
+            elif n.num_parallel is not None:
+                arrow = f"=> {n.out_funcs[0]} as a gang of num_parallel tasks (@parallel)"
             elif n.kind == "foreach":
                 arrow = f"=> {n.out_funcs[0]} for each item of self.{n.foreach_param}"
             elif n.kind == "switch":

@@ -40,6 +40,7 @@ from ..flows._spec import FlowSpec
 from ..store import ArtifactRef, Store, TaskRecord, get_store
 from . import _tmp
 from ._executors import Attempt, Executor, ExecutorContext, make_executor, resolve_executor_name
+from ._gang import gang_info, take_gang
 from ._lifecycle import INTERRUPTED, Beater, RunLifecycle
 from ._options import check_run_id
 from ._state import Origin, Pending, RunState
@@ -317,13 +318,15 @@ class LocalRuntime(RunLifecycle):
             now = time.time()
             self._heartbeat()
             for _ in range(len(st.ready)):
-                if len(executor) >= max_workers or st.failure or st.interrupted is not None:
+                if not st.ready or len(executor) >= max_workers or st.failure or st.interrupted is not None:
                     break
                 p = st.ready.popleft()
                 if p.not_before > now:
                     st.ready.append(p)
                     continue
-                if p.clone is not None:
+                if p.spec.parallel is not None:  # a @parallel gang starts whole (see _gang.py)
+                    self._start_gang(executor, take_gang(st.ready, p), now)
+                elif p.clone is not None:
                     self._complete_clone(p)
                 else:
                     self._submit(executor, p, now)
@@ -337,6 +340,22 @@ class LocalRuntime(RunLifecycle):
                     time.sleep(min(wait, 0.5))
         if st.failure or st.interrupted is not None:
             self._stop_workers()
+
+    def _start_gang(self, executor: Executor, members: list[Pending], now: float) -> None:
+        if all(p.clone is not None for p in members):
+            for p in members:
+                self._complete_clone(p)
+            return
+        prepare = getattr(executor, "prepare_gang", None)
+        if prepare is not None:  # the executor places the gang (Ray: a placement group)
+            try:
+                specs = prepare([p.spec for p in members], self._decorators(members[0].spec.step_name))
+            except ReelflowError as exc:
+                self.state.failure = f"step {members[0].spec.step_name!r} cannot start its gang: {exc}"
+                return
+            members = [dataclasses.replace(p, spec=sp) for p, sp in zip(members, specs)]
+        for p in members:
+            self._submit(executor, p, now)
 
     def _submit(self, executor: Executor, p: Pending, now: float) -> None:
         decos = self._decorators(p.spec.step_name)
@@ -357,6 +376,10 @@ class LocalRuntime(RunLifecycle):
         out.flush()
 
     def _worker_ended(self, w: Attempt, result: TaskResult) -> None:
+        if w.spec.parallel is not None:  # a gang member: decided when the whole gang ended
+            for a, r in self.state.gangs.ended(w, result):
+                self._finish(Pending(a.spec, a.frames), r, a.started_at, logs=a.logs)
+            return
         self._finish(Pending(w.spec, w.frames), result, w.started_at, logs=w.logs)
 
     def _finish(self, p: Pending, result: TaskResult, started_at: float, logs: Mapping[str, Any] | None) -> None:
@@ -464,9 +487,11 @@ class LocalRuntime(RunLifecycle):
         elif node.kind == "foreach":
             n = int(transition["num_splits"])
             param = node.foreach_param
+            gang = bool(transition.get("parallel"))
             if n > self.max_num_splits:
+                what = f"num_parallel={n}" if gang else f"foreach over self.{param}"
                 self.state.failure = (
-                    f"step {node.name!r}: foreach over self.{param} would start {n} tasks, more than "
+                    f"step {node.name!r}: {what} would start {n} tasks, more than "
                     f"--max-num-splits {self.max_num_splits}; raise --max-num-splits or shorten the list"
                 )
                 return
@@ -474,9 +499,12 @@ class LocalRuntime(RunLifecycle):
                 self.state.failure = f"step {node.name!r}: foreach over an empty self.{param}; a foreach needs at least one item"
                 return
             key = refs[param].key if param in refs else None
+            control = self.state.next_task_id  # a gang's node 0 (its ids are consecutive)
             for i in range(n):
                 frame = {"kind": "foreach", "step": node.name, "task_id": spec.task_id, "index": i,
                          "num_splits": n, "param": param, "key": key}
+                if gang:  # self.input is the node index, as in Metaflow
+                    frame.update(value=i, control_task_id=control)
                 self._schedule(node.out_funcs[0], spec, refs, frames + [frame])
 
     def _schedule(self, step: str, parent: TaskSpec | None, refs: dict[str, ArtifactRef], frames: list[dict[str, Any]]) -> None:
@@ -518,6 +546,7 @@ class LocalRuntime(RunLifecycle):
             join_inputs=join_inputs,
             visit=visit,
             project=self.project.to_json() if self.project else None,
+            parallel=gang_info(node.decorators, frames),
         )
         self.state.next_task_id += 1
         clone = None

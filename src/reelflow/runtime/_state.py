@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..store import ArtifactRef, TaskRecord
+from ._gang import Gangs
 from ._task import TaskSpec
 
 __all__ = ["RunState", "Pending", "Origin"]
@@ -57,3 +58,4 @@ class RunState:
     last_beat: float = 0.0
     executor: Any = None  # the run's Executor, while it runs
     tmp_dir: Path | None = None
+    gangs: Gangs = field(default_factory=Gangs)  # @parallel members waiting for their gang

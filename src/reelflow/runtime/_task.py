@@ -43,6 +43,7 @@ class TaskSpec:
     fallback_exception: str | None = None  # set for a @catch fallback attempt
     visit: int = 0
     project: dict[str, Any] | None = None  # ProjectInfo.to_json() of a @project flow's branch
+    parallel: dict[str, Any] | None = None  # a @parallel gang member: node_index, num_nodes, main_ip, control_task_id
 
     @property
     def pathspec(self) -> str:
@@ -126,7 +127,7 @@ def execute_task(flow_cls: type[FlowSpec], spec: TaskSpec, store: Store) -> Task
                       task_id=spec.task_id, attempt=spec.attempt, decorator=node.decorators.get("card"))
     outcome = "failed"
     ckpt = None
-    extra: dict[str, Any] = {"cards": cards, "project": _project_info(spec.project)}
+    extra: dict[str, Any] = {"cards": cards, "project": _project_info(spec.project), "parallel": spec.parallel}
     ck_deco = node.decorators.get("checkpoint")
     if ck_deco is not None and spec.fallback_exception is None:
         from ._checkpoint import Checkpointer
