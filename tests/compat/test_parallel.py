@@ -119,3 +119,20 @@ def test_gang_graph_errors(engine, src, needle):
     """
     p = engine.run(engine.write("bad_gang.py", body), "run", check=False)
     assert p.returncode != 0 and needle in p.stderr, p.stderr
+
+
+def test_gang_on_ray_starts_in_one_placement_group(engine, tmp_path):
+    """On Ray the gang is one placement group: all members start or none; a failure retries it whole."""
+    if engine.name == "metaflow":
+        pytest.skip("Metaflow runs @parallel on its cloud backends, not on Ray")
+    pytest.importorskip("ray")
+    path = engine.write("gang_flow.py", GANG)
+    meet = tmp_path / "meet"
+    meet.mkdir()
+    engine.run(path, "run", "--meet", str(meet), "--fail_once", "true", "--max-workers", "1",
+               "--with", "ray:num_cpus=3")
+    assert sorted((meet / "attempts").read_text().split()) == ["0:0", "0:1", "1:0", "1:1", "2:0", "2:1"]
+    out = engine.client(CLIENT)
+    assert out[0][:2] == [True, 33] and out[1] == 3
+    ips = {n[2] for n in out[0][2]}
+    assert [n[:2] for n in out[0][2]] == [[0, 3], [1, 3], [2, 3]] and len(ips) == 1 and ips != {""}
