@@ -175,12 +175,13 @@ def rollback(name: str, alias: str = "champion") -> PromotionDecision:
     return d
 
 
-def annotate_history(name: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def annotate_history(name: str, rows: list[dict[str, Any]], *, metadata: Any = None) -> list[dict[str, Any]]:
     """``rows`` of the alias history with the gate's decisions merged in, oldest first.
 
     A move a gate or rollback made gets ``decision`` and ``reason`` (and the metric
     values); a gate that kept the holder adds a row with ``decision="kept"``; plain
-    moves have ``decision`` None.
+    moves have ``decision`` None. ``metadata``: the store's metadata to read
+    (default: the environment's store), e.g. the one a UI serves.
     """
     from sqlalchemy import select
 
@@ -188,13 +189,13 @@ def annotate_history(name: str, rows: list[dict[str, Any]]) -> list[dict[str, An
     from ..store._operate_db import OperateSchema, has_operate_tables
 
     out = [{**r, "decision": None, "reason": None} for r in rows]
-    md = get_store(create=False).metadata
+    md = metadata if metadata is not None else get_store(create=False).metadata
     if not has_operate_tables(md):
         return out
     p = OperateSchema.get().promotions
     with md.read() as conn:
         decs = conn.execute(select(p).where(p.c.name == name).order_by(p.c.id)).mappings().all()
-    extra = {"metric", "candidate_value", "incumbent_value"}
+    extra = {"metric", "candidate", "candidate_value", "incumbent_value", "higher_is_better", "min_improvement"}
     for dec in decs:
         info = {"decision": dec["decision"], "reason": dec["reason"], **{k: dec[k] for k in extra}}
         match = next((r for r in out if r["decision"] is None and r["alias"] == dec["alias"]

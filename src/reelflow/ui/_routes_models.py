@@ -85,11 +85,14 @@ def add_model_routes(app: Any) -> None:
         by_version: dict[int, list[str]] = {}
         for a, v in aliases.items():
             by_version.setdefault(v, []).append(a)
-        history = md.alias_history(name)
+        from ..registry._promote import annotate_history
+
+        history = annotate_history(name, md.alias_history(name), metadata=md)  # with the promotion gate's verdicts
         since: dict[str, float] = {}
         for h in history:
-            if h["version"] is not None and aliases.get(h["alias"]) == h["version"]:
+            if h["decision"] != "kept" and h["version"] is not None and aliases.get(h["alias"]) == h["version"]:
                 since[h["alias"]] = h["at"]
+        gate = [h for h in history if h["decision"] in ("moved", "kept")]
         metric_names = sorted({k for r in rows for k in r["metrics"]})
         versions = []
         for r in reversed(rows):
@@ -100,7 +103,9 @@ def add_model_routes(app: Any) -> None:
             versions.append({**r, "aliases": sorted(by_version.get(r["version"], [])), "link": link})
         return render(request, "model.html", title=f"Model {name}", name=name, versions=versions,
                       aliases=sorted(aliases.items()), since=since, history=list(reversed(history)),
-                      metric_names=metric_names, moved=moved)
+                      metric_names=metric_names, moved=moved,
+                      gate={"moved": sum(h["decision"] == "moved" for h in gate),
+                            "kept": sum(h["decision"] == "kept" for h in gate)})
 
     @app.post("/models/{name}/alias")
     async def move_alias(request: Request, name: str) -> Response:
