@@ -50,3 +50,104 @@ def test_alias_history_shows_promotion_verdicts_with_their_metrics(app_client):
     # "since" is the rollback's time, not the gate that kept the holder
     since = re.search(r"<tr><td>champion</td><td>1</td><td>([^<]+)</td>", page)
     assert since is not None and since.group(1) != "-"
+
+
+def _rows() -> list[dict]:
+    from sqlalchemy import select
+
+    from reelflow.store import get_store
+    from reelflow.store._servers_db import servers_table
+
+    with get_store().metadata.read() as conn:
+        return [dict(r) for r in conn.execute(select(servers_table())).mappings()]
+
+
+def _wait(cond, what: str, deadline_s: float = 120.0):
+    import time
+
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        got = cond()
+        if got:
+            return got
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_heartbeat_follows_a_hot_swap_drops_stale_rows_and_says_goodbye():
+    pytest.importorskip("pandas")
+    from serving._server import small_model
+
+    from reelflow import models
+    from reelflow.serving._heartbeat import Heartbeat
+    from reelflow.serving._holder import ModelHolder
+    from reelflow.store import get_store
+    from reelflow.store._servers_db import FORGET_AFTER, beat, live_servers
+
+    models.register("recs", small_model(0), alias="champion")
+    models.register("recs", small_model(1))
+    holder = ModelHolder("recs@champion", poll_interval=0)
+    hb = Heartbeat(holder, host="127.0.0.1", port=8123, interval=30.0)
+    md = get_store().metadata
+    hb.start()
+    try:
+        row = _wait(lambda: live_servers(md, "recs"), "the first beat")[0]
+        assert (row["version"], row["status"], row["port"], row["alias"]) == (1, "ready", 8123, "champion")
+        models.set_alias("recs", "champion", 2)
+        assert holder.refresh()
+        # the swap is reported at once, not after the 30 s interval
+        _wait(lambda: [r for r in live_servers(md, "recs") if r["version"] == 2], "the beat after the swap", 20)
+        # a server that missed 3 beats is not shown; an hour-stale row is deleted by the next beat
+        assert live_servers(md, "recs", now=row["last_seen"] + 3 * 30.0 + 60) == []
+        gone = {**hb.row(), "id": "elsewhere:1:dead"}
+        beat(md, gone, now=0.0)
+        assert any(r["id"] == "elsewhere:1:dead" for r in _rows())
+        hb.beat()
+        assert not any(r["id"] == "elsewhere:1:dead" for r in _rows()) and FORGET_AFTER < 1e9
+    finally:
+        hb.stop()
+    assert _rows() == [] and live_servers(md) == []
+
+
+def test_a_real_server_shows_on_the_model_page_and_leaves_it(app_client, reelflow_home, tmp_path):
+    pytest.importorskip("pandas")
+    pytest.importorskip("uvicorn")
+    from serving._server import ServerProcess, small_model
+
+    from reelflow import models
+
+    models.register("recs", small_model(0), alias="champion")
+    models.register("recs", small_model(1))
+    assert "No server reports serving this model" in app_client.get("/models/recs").text
+    server = ServerProcess("recs@champion", "--poll-interval", "0.2", home=reelflow_home, log_dir=tmp_path,
+                           env={"REELFLOW_SERVE_HEARTBEAT": "0.5"})
+    try:
+        def listed() -> str | None:
+            t = app_client.get("/models/recs").text
+            return t if 'class="server-row"' in t else None
+
+        page = _wait(listed, "the server's row on the model page")
+        text = _text(page)
+        assert f"http://127.0.0.1:{server.port}" in text and str(server.proc.pid) in text
+        assert "recs@champion" in text and 'data-version="1"' in page and "ready" in text
+        models.set_alias("recs", "champion", 2)
+        _wait(lambda: 'data-version="2"' in app_client.get("/models/recs").text, "the swap on the model page")
+    finally:
+        server.stop()  # SIGTERM: the server removes its row on the way out
+    assert _rows() == [], server.log_path.read_text(errors="replace")  # removed, not merely stale
+    assert "No server reports serving this model" in app_client.get("/models/recs").text
+
+
+def test_a_bad_heartbeat_setting_is_a_usage_error(reelflow_home):
+    import os
+    import subprocess
+    import sys
+
+    from reelflow import models
+
+    models.register("recs", {"w": 1}, alias="champion")
+    r = subprocess.run([sys.executable, "-m", "reelflow.cli", "serve", "recs@champion", "--port", "1"],
+                       capture_output=True, text=True, timeout=180,
+                       env={**os.environ, "REELFLOW_SERVE_HEARTBEAT": "often"})
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "REELFLOW_SERVE_HEARTBEAT='often' is not a number of seconds" in r.stderr

@@ -71,6 +71,11 @@ class ServeConfig:
     # log served requests + accept POST /v1/feedback (serving/_feedback.py); REELFLOW_SERVE_FEEDBACK=0 turns it off
     feedback: bool = field(default_factory=lambda: os.environ.get("REELFLOW_SERVE_FEEDBACK", "1") != "0")
     feedback_flush_interval: float = 1.0  # seconds; a kill -9 loses at most this much of the log
+    # what this process serves, written to the store every `heartbeat` seconds (serving/_heartbeat.py; the UI
+    # shows it); needs the address it listens on. 0: off (an app embedded elsewhere writes nothing)
+    heartbeat: float = 0.0
+    host: str | None = None
+    port: int | None = None
 
 
 UserId = StrictInt | Annotated[StrictStr, Field(max_length=MAX_ID_LENGTH)]
@@ -180,13 +185,22 @@ def create_app(config: ServeConfig, holder: ModelHolder | None = None) -> Any:
     from contextlib import asynccontextmanager
 
     feedback: Any = None
+    heartbeat: Any = None
+    if config.heartbeat > 0 and config.host is not None and config.port is not None:
+        from ._heartbeat import Heartbeat
+
+        heartbeat = Heartbeat(holder, host=config.host, port=config.port, interval=config.heartbeat)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> Any:
         holder.start()
         if feedback is not None:
             feedback.start()
+        if heartbeat is not None:
+            heartbeat.start()
         yield
+        if heartbeat is not None:
+            heartbeat.stop()  # removes this server's row
         if feedback is not None:
             feedback.stop()  # flushes what is buffered
         holder.stop()
@@ -290,4 +304,7 @@ def app_from_env() -> Any:
         poll_interval=float(os.environ.get("REELFLOW_SERVE_POLL", "1.0")),
         access_log=access,
         freeze_gc=True,
+        heartbeat=float(os.environ.get("REELFLOW_SERVE_HEARTBEAT_S", "0")),
+        host=os.environ.get("REELFLOW_SERVE_HOST"),
+        port=int(os.environ["REELFLOW_SERVE_PORT"]) if os.environ.get("REELFLOW_SERVE_PORT") else None,
     ))

@@ -93,6 +93,12 @@ def add_model_routes(app: Any) -> None:
             if h["decision"] != "kept" and h["version"] is not None and aliases.get(h["alias"]) == h["version"]:
                 since[h["alias"]] = h["at"]
         gate = [h for h in history if h["decision"] in ("moved", "kept")]
+        from ..store._servers_db import live_servers
+
+        now = time.time()
+        servers = [{**sv, "ago": now - sv["last_seen"],
+                    "behind": sv["alias"] is not None and aliases.get(sv["alias"]) not in (None, sv["version"])}
+                   for sv in live_servers(md, name, now=now)]
         metric_names = sorted({k for r in rows for k in r["metrics"]})
         versions = []
         for r in reversed(rows):
@@ -104,7 +110,7 @@ def add_model_routes(app: Any) -> None:
         return render(request, "model.html", title=f"Model {name}", name=name, versions=versions,
                       aliases=sorted(aliases.items()), since=since, history=list(reversed(history)),
                       metric_names=metric_names, moved=moved,
-                      gate={"moved": sum(h["decision"] == "moved" for h in gate),
+                      servers=servers, gate={"moved": sum(h["decision"] == "moved" for h in gate),
                             "kept": sum(h["decision"] == "kept" for h in gate)})
 
     @app.post("/models/{name}/alias")
