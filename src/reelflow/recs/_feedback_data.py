@@ -16,18 +16,28 @@ __all__ = ["from_feedback", "read_feedback"]
 def read_feedback(model: str, *, until: float | None = None, events: Sequence[str] | None = None,
                   home: str | Path | None = None) -> Any:
     """The feedback rows of ``model`` logged up to ``until`` (default: now) as a pandas DataFrame
-    (``request_id, user_id, item_id, event, value, at``), oldest first."""
+    (``request_id, user_id, item_id, event, value, at``), oldest first.
+
+    They are read from where ``reelflow serve`` writes them: the blob store when
+    ``REELFLOW_STORE_URL`` is an object store (``s3://...``), else the home (or ``home``)."""
     import pandas as pd
     import pyarrow.parquet as pq
 
-    from ..serving._feedback import feedback_root
+    from ..serving._feedback import feedback_location
 
-    root = feedback_root(model, None if home is None else Path(home)) / "feedback"
-    parts = sorted(p for p in root.glob("date=*/hour=*/part-*.parquet"))
+    fs, base = feedback_location(model, None if home is None else Path(home))
+    pattern = "date=*/hour=*/part-*.parquet"
+    if fs is None:
+        where = str(Path(base) / "feedback")
+        parts: list[Any] = sorted(Path(where).glob(pattern))
+    else:
+        where = fs.unstrip_protocol(f"{base}/feedback")
+        parts = sorted(fs.glob(f"{base}/feedback/{pattern}"))
     if not parts:
-        raise NotFoundError(f"no feedback for model {model!r} under {root}; serve it with `reelflow serve "
+        raise NotFoundError(f"no feedback for model {model!r} under {where}; serve it with `reelflow serve "
                             f"{model}@ALIAS` and POST /v1/feedback first")
-    df = pd.concat([pq.read_table(p).to_pandas() for p in parts], ignore_index=True)
+    tables = [pq.read_table(p) if fs is None else pq.read_table(p, filesystem=fs) for p in parts]
+    df = pd.concat([t.to_pandas() for t in tables], ignore_index=True)
     until = time.time() if until is None else until
     df = df[df["at"] <= until]
     if events is not None:

@@ -1,6 +1,9 @@
-"""What the server served and the feedback on it, as Parquet partitions in the store's home.
+"""What the server served and the feedback on it, as Parquet partitions in the store.
 
-Two tables under ``<REELFLOW_HOME>/feedback/<model>/``::
+Two tables under ``<REELFLOW_HOME>/feedback/<model>/`` or, when the blobs live in a
+team's object store (``REELFLOW_STORE_URL=s3://bucket/prefix``, any fsspec URL),
+under ``<REELFLOW_STORE_URL>/feedback/<model>/``, so every server of the team and
+every training run read the same tables::
 
     served/date=2026-01-01/hour=13/part-<time>-<pid>-<seq>.parquet
         request_id, user_id, items (list), scores (list), model, version, at
@@ -10,13 +13,15 @@ Two tables under ``<REELFLOW_HOME>/feedback/<model>/``::
 The request path only appends a tuple to an in-memory buffer (the response body
 bytes are parsed later, off the request path). A background thread flushes the
 buffers every ``flush_interval`` seconds, each flush a new immutable part file
-written to a temporary name and renamed, so a reader never sees half a file and
-parts are never rewritten (the table's versions are its parts). Shutdown (SIGTERM,
+(written to a temporary name and renamed in a folder; one PUT, which an object
+store makes visible whole, in an object store), so a reader never sees half a file
+and parts are never rewritten (the table's versions are its parts). Shutdown (SIGTERM,
 Ctrl-C) flushes what is left. **A kill -9 loses at most the last flush interval**
 (default 1 s) of rows; nothing already flushed is lost or damaged.
 
-Request ids carry an HMAC tag under a secret kept in the feedback folder (shared
-by every worker and restart of the server), so ``POST /v1/feedback`` answers 422
+Request ids carry an HMAC tag under a secret kept beside the tables (shared by
+every worker and restart of the server, and in an object store by every server
+of the team: the first one creates it with a conditional write), so ``POST /v1/feedback`` answers 422
 for an id this server never issued without any lookup. When the hour (partition)
 rolls over, the flusher publishes the event ``feedback.partition_closed`` with
 the partition, so a ``@trigger(event="feedback.partition_closed")`` deployment
@@ -37,7 +42,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-__all__ = ["FeedbackLog", "feedback_root", "PARTITION_CLOSED"]
+__all__ = ["FeedbackLog", "feedback_root", "feedback_location", "PARTITION_CLOSED"]
 
 log = logging.getLogger("reelflow.serving")
 PARTITION_CLOSED = "feedback.partition_closed"
@@ -45,7 +50,7 @@ _TAG = 12  # hex characters of the HMAC tag
 
 
 def feedback_root(model: str, home: Path | None = None) -> Path:
-    """The folder of ``model``'s feedback tables (``<REELFLOW_HOME>/feedback/<model>``)."""
+    """The local folder of ``model``'s feedback tables (``<REELFLOW_HOME>/feedback/<model>``)."""
     if home is None:
         from ..config import load_config
 
@@ -53,9 +58,32 @@ def feedback_root(model: str, home: Path | None = None) -> Path:
     return Path(home) / "feedback" / model
 
 
-def _secret(root: Path) -> bytes:
-    root.mkdir(parents=True, exist_ok=True)
-    path = root / ".request-id-secret"
+def feedback_location(model: str, home: Path | None = None) -> tuple[Any, str]:
+    """Where ``model``'s feedback tables live: ``(None, local folder)``, or ``(fsspec filesystem, path)``
+    under the blob store when ``REELFLOW_STORE_URL`` is an object store URL (``home`` forces the folder)."""
+    from ..config import load_config
+
+    cfg = load_config(home)
+    url = cfg.store_url
+    if home is not None or "://" not in url or url.startswith("file://"):
+        return None, str(feedback_root(model, cfg.home))
+    import fsspec
+
+    try:
+        fs, base = fsspec.core.url_to_fs(url.rstrip("/"), **dict(cfg.store_options))
+    except (ImportError, ValueError, TypeError) as exc:
+        from ..errors import StoreError
+
+        raise StoreError(f"REELFLOW_STORE_URL {url!r} cannot be opened for the feedback tables: "
+                         f"{type(exc).__name__}: {exc}; install its fsspec driver (e.g. s3fs for s3://)") from None
+    return fs, f"{base.rstrip('/')}/feedback/{model}"
+
+
+def _secret(fs: Any, root: str) -> bytes:
+    if fs is not None:
+        return _remote_secret(fs, f"{root}/.request-id-secret")
+    Path(root).mkdir(parents=True, exist_ok=True)
+    path = Path(root) / ".request-id-secret"
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
@@ -70,6 +98,27 @@ def _secret(root: Path) -> bytes:
     return path.read_bytes()
 
 
+def _remote_secret(fs: Any, path: str) -> bytes:
+    """The team's secret in the object store; the first server writes it (If-None-Match), the others read it."""
+    for _ in range(50):
+        try:
+            data = bytes(fs.cat_file(path))
+            if len(data) == 32:
+                return data
+        except FileNotFoundError:
+            try:
+                with fs.open(path, "xb") as f:  # a conditional PUT: exactly one server's secret wins
+                    f.write(secrets.token_bytes(32))
+            except FileExistsError:
+                pass
+            except (ValueError, NotImplementedError):  # a filesystem without exclusive create
+                if not fs.exists(path):
+                    fs.pipe_file(path, secrets.token_bytes(32))
+            continue
+        time.sleep(0.01)
+    raise OSError(f"cannot read the feedback secret {path} (32 bytes expected)")
+
+
 def _partition(at: float) -> str:
     t = time.gmtime(at)
     return f"date={t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}/hour={t.tm_hour:02d}"
@@ -81,10 +130,13 @@ class FeedbackLog:
     def __init__(self, model: str, *, root: Path | None = None, flush_interval: float = 1.0,
                  publish_events: bool = True) -> None:
         self.model = model
-        self.root = root or feedback_root(model)
+        self.fs: Any
+        self.fs, where = (None, str(root)) if root is not None else feedback_location(model)
+        self.root: Any = Path(where) if self.fs is None else where
+        self.url = str(self.root) if self.fs is None else self.fs.unstrip_protocol(where)
         self.flush_interval = flush_interval
         self.publish_events = publish_events
-        self._key = _secret(self.root)
+        self._key = _secret(self.fs, str(self.root))
         self._served: deque[tuple[str, bytes, float]] = deque()
         self._feedback: deque[tuple[str, str, str, str, float, float]] = deque()
         self._seq = 0
@@ -163,20 +215,26 @@ class FeedbackLog:
         try:
             from ..operate._events import publish
 
-            publish(PARTITION_CLOSED, {"model": self.model, "partition": partition, "root": str(self.root)})
+            publish(PARTITION_CLOSED, {"model": self.model, "partition": partition, "root": self.url})
         except Exception:
             log.exception("could not publish %s for %s", PARTITION_CLOSED, partition)
 
     def _write_table(self, table: str, part: str, tbl: Any) -> int:
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        folder = self.root / table / part
-        folder.mkdir(parents=True, exist_ok=True)
         self._seq += 1
         name = f"part-{time.time_ns()}-{os.getpid()}-{self._seq}.parquet"
-        tmp = folder / f".tmp-{name}"
-        pq.write_table(tbl, tmp)
-        os.replace(tmp, folder / name)  # readers never see half a part
+        if self.fs is not None:  # one PUT: an object store shows the whole part or nothing
+            buf = pa.BufferOutputStream()
+            pq.write_table(tbl, buf)
+            self.fs.pipe_file(f"{self.root}/{table}/{part}/{name}", buf.getvalue().to_pybytes())
+        else:
+            folder = self.root / table / part
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp = folder / f".tmp-{name}"
+            pq.write_table(tbl, tmp)
+            os.replace(tmp, folder / name)  # readers never see half a part
         self._open.add(part)
         return int(tbl.num_rows)
 

@@ -454,8 +454,12 @@ class FsspecBlobStore:
             return
         except Exception as exc:
             raise self._error(exc, "list") from None
+        prefix = self.root.rstrip("/") + "/"
         for path, info in found.items():
-            parent, name = path.rsplit("/", 2)[-2:]
+            bits = (path[len(prefix):] if path.startswith(prefix) else path).split("/")
+            if len(bits) != 2:  # blobs are <2 hex>/<key>; deeper paths (feedback tables) are not blobs
+                continue
+            parent, name = bits
             if parent != QUARANTINE and len(parent) != 2:
                 continue
             kind = "quarantine" if parent == QUARANTINE else "tmp" if name.startswith(".tmp-") else "blob"
