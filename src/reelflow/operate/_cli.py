@@ -67,14 +67,22 @@ def _params(items: Sequence[str]) -> dict[str, str]:
 @click.option("--branch", default=None, metavar="NAME",
               help="@project flows: deploy branch test.NAME (prod.NAME with --production).")
 @click.option("--production", is_flag=True, default=False, help="@project flows: deploy the production branch.")
+@click.option("--executor", default=None, metavar="NAME",
+              help="How its runs' tasks run: inprocess, fork, forkserver, spawn or ray [default: the scheduler's "
+                   "$REELFLOW_EXECUTOR, else forkserver].")
+@click.option("--with", "with_specs", multiple=True, metavar="DECORATOR",
+              help="Attach a decorator to every step of every run (repeatable), e.g. --with retry or "
+                   "--with ray:address=HOST:PORT.")
 @_guard
 def deploy_cmd(flow_file: str, name: str | None, params: Sequence[str], catchup: str, max_concurrent: int,
-               on_busy: str, branch: str | None, production: bool) -> None:
+               on_busy: str, branch: str | None, production: bool, executor: str | None,
+               with_specs: Sequence[str]) -> None:
     """Snapshot FLOW_FILE's code into the store and deploy it with its triggers (a new version each time)."""
     from ._deploy import deploy
 
     dep = deploy(flow_file, name=name, params=_params(params), catchup=catchup, max_concurrent=max_concurrent,
-                 on_busy=on_busy, branch=branch, production=production)
+                 on_busy=on_busy, branch=branch, production=production, executor=executor,
+                 with_specs=with_specs)
     click.echo(f"deployed {dep.name} version {dep.version} ({dep.flow_name}, {len(dep.code)} file(s) "
                f"snapshotted): {dep.describe_triggers()}")
     if dep.next_slot:
@@ -117,6 +125,8 @@ def deployments_show(name: str) -> None:
     if d.next_slot:
         click.echo(f"next slot: {_fmt(d.next_slot)}")
     click.echo(f"policies: catchup={d.catchup}, max_concurrent={d.max_concurrent}, on_busy={d.on_busy}")
+    click.echo(f"executor: {d.executor or 'the scheduler default ($REELFLOW_EXECUTOR, else forkserver)'}"
+               + "".join(f" --with {w}" for w in d.with_specs))
     if d.params:
         click.echo("parameters: " + ", ".join(f"{k}={v}" for k, v in d.params.items()))
     click.echo("code snapshot: " + ", ".join(f"{p} ({k[:12]})" for p, k in sorted(d.code.items())))

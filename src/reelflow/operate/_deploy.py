@@ -14,8 +14,8 @@ import os
 import tempfile
 import time
 import warnings
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from ..flows._project import resolve_event_name, resolve_project
 from ..flows._triggers import check_cron, check_timezone, flow_triggers
 
 __all__ = ["deploy", "Deployment", "get_deployment", "list_deployments", "pause", "resume", "delete_deployment",
-           "deployment_history", "materialize", "next_slot", "CATCHUP", "ON_BUSY"]
+           "deployment_history", "materialize", "next_slot", "with_run_options", "CATCHUP", "ON_BUSY"]
 
 CATCHUP = ("latest", "all", "none")
 ON_BUSY = ("queue", "skip")
@@ -53,6 +53,15 @@ class Deployment:
     next_slot: float | None
     created_at: float
     user: str
+    executor: str | None = None  # how its runs' tasks run (None: the scheduler's $REELFLOW_EXECUTOR or default)
+    with_specs: tuple[str, ...] = ()  # --with values every run gets (decorators, ``ray:address=...``)
+
+    def run_args(self) -> list[str]:
+        """The options of ``reelflow run`` that carry the executor choice and ``--with`` decorators."""
+        out = ["--executor", self.executor] if self.executor else []
+        for spec in self.with_specs:
+            out += ["--with", spec]
+        return out
 
     def describe_triggers(self) -> str:
         """``schedule '0 * * * *' (UTC); events a, b; after Flow`` or ``manual only``."""
@@ -121,6 +130,8 @@ def deploy(
     catchup: str = "latest",
     max_concurrent: int = 1,
     on_busy: str = "queue",
+    executor: str | None = None,
+    with_specs: Sequence[str] = (),
     now: float | None = None,
     branch: str | None = None,
     production: bool = False,
@@ -138,6 +149,10 @@ def deploy(
         default the deployer's ``user.<name>`` branch). The default name is then the project flow name
         (``recs.test.x.TrainFlow``), events named with ``namespaced_event_name`` are the branch's, and
         ``@trigger_on_finish`` follows only upstream runs of the same project branch.
+    executor : how its runs' tasks run (``inprocess``, ``fork``, ``forkserver``, ``spawn``, ``ray``), as
+        ``--executor`` of ``reelflow run`` (default: the scheduler's ``$REELFLOW_EXECUTOR``, else the fork server).
+    with_specs : ``--with`` values every run gets: step decorators (``retry:times=2``) or the Ray executor
+        with its options (``ray:address=HOST:PORT``).
     """
     from ..cli import load_flow_file
 
@@ -147,6 +162,7 @@ def deploy(
         raise ParameterError(f"deploy: on_busy={on_busy!r}; choose one of {', '.join(ON_BUSY)}")
     if not isinstance(max_concurrent, int) or max_concurrent < 1:
         raise ParameterError(f"deploy: max_concurrent={max_concurrent!r} must be an integer >= 1")
+    executor, specs = _check_run_options(executor, with_specs)
     flow_cls: Any = load_flow_file(str(flow_file))
     flow_cls.graph()
     trig = flow_triggers(flow_cls)
@@ -193,6 +209,9 @@ def deploy(
             triggers=json.dumps(trig_json), catchup=catchup, max_concurrent=max_concurrent, on_busy=on_busy,
             source=str(path), created_at=at, user=user,
         ))
+        if executor or specs:
+            conn.execute(insert(sch.run_options).values(name=name, version=version, executor=executor,
+                                                        with_specs=json.dumps(specs)))
         row = conn.execute(select(sch.deployments).where(sch.deployments.c.name == name)).mappings().first()
         nxt = next_slot(trig.cron, trig.timezone, at) if trig.cron else None
         if row is None:
@@ -206,6 +225,43 @@ def deploy(
             conn.execute(update(sch.deployments).where(sch.deployments.c.name == name).values(
                 version=version, flow_name=flow_cls.__name__, next_slot=keep, updated_at=at))
     return get_deployment(name)
+
+
+def _check_run_options(executor: str | None, with_specs: Sequence[str]) -> tuple[str | None, list[str]]:
+    """``executor`` and the ``--with`` values checked as ``reelflow run`` would check them (ParameterError)."""
+    from ..errors import ReelflowError
+    from ..flows._decorators import parse_with_spec
+    from ..runtime._cli import _ray_options
+    from ..runtime._executors import EXECUTORS
+
+    if executor is not None:
+        executor = executor.strip().lower()
+        if executor not in EXECUTORS:
+            raise ParameterError(f"deploy: --executor {executor!r} is not an executor; choose one of "
+                                 f"{', '.join(EXECUTORS)}")
+    specs: list[str] = []
+    for spec in with_specs:
+        kind, _, rest = spec.partition(":")
+        if kind.strip() == "ray":
+            _ray_options(spec, rest)
+            if executor not in (None, "ray"):
+                raise ParameterError(f"deploy: --with {spec} and --executor {executor} disagree; choose one executor")
+        else:
+            try:
+                parse_with_spec(spec)
+            except ReelflowError as exc:
+                raise ParameterError(f"deploy: --with {spec!r}: {exc}") from None
+        specs.append(spec)
+    return executor, specs
+
+
+def with_run_options(conn: Any, sch: Any, dep: Deployment) -> Deployment:
+    """``dep`` with the executor and ``--with`` values recorded for its version."""
+    row = conn.execute(select(sch.run_options).where(sch.run_options.c.name == dep.name,
+                                                     sch.run_options.c.version == dep.version)).mappings().first()
+    if row is None:
+        return dep
+    return replace(dep, executor=row["executor"], with_specs=tuple(json.loads(row["with_specs"] or "[]")))
 
 
 def _known_event_names(store: Any, sch: Any) -> set[str]:
@@ -241,7 +297,7 @@ def get_deployment(name: str, *, store: Any = None) -> Deployment:
             names = [r[0] for r in conn.execute(select(sch.deployments.c.name).order_by(sch.deployments.c.name))]
             raise NotFoundError(f"no deployment named {name!r}; deployments: {', '.join(names) or 'none'} "
                                 "(create one with `reelflow deploy FLOW_FILE`)")
-        return _deployment(d, _version_row(conn, sch, name, int(d["version"])))
+        return with_run_options(conn, sch, _deployment(d, _version_row(conn, sch, name, int(d["version"]))))
 
 
 def list_deployments(*, event: str | None = None) -> list[Deployment]:
@@ -258,7 +314,13 @@ def list_deployments(*, event: str | None = None) -> list[Deployment]:
         q = q.where(sch.versions.c.triggers.contains(json.dumps(event), autoescape=True))
     with store.metadata.read() as conn:
         rows = conn.execute(q).mappings().all()
-    found = [_deployment(r, r) for r in rows]
+        opts = {(r["name"], r["version"]): r for r in conn.execute(select(sch.run_options)).mappings()}
+    found = []
+    for r in rows:
+        o = opts.get((r["name"], r["version"]))
+        d = _deployment(r, r)
+        found.append(d if o is None else replace(d, executor=o["executor"],
+                                                 with_specs=tuple(json.loads(o["with_specs"] or "[]"))))
     if event is not None:
         found = [d for d in found if any(e["name"] == event for e in d.triggers.get("events", []))]
     return found
@@ -290,7 +352,8 @@ def delete_deployment(name: str) -> None:
     store = _store()
     sch = _tables(store)
     with store.metadata.write(lock=f"deployment:{name}", flush_blobs=False) as conn:
-        for t, col in ((sch.firings, sch.firings.c.deployment), (sch.versions, sch.versions.c.name),
+        for t, col in ((sch.firings, sch.firings.c.deployment), (sch.run_options, sch.run_options.c.name),
+                       (sch.versions, sch.versions.c.name),
                        (sch.deployments, sch.deployments.c.name)):
             conn.execute(delete(t).where(col == name))
 

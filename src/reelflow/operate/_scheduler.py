@@ -26,7 +26,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,8 @@ from sqlalchemy import func, insert, select, update
 from ..errors import ReelflowError
 from ..flows._project import PROJECT_ENV
 from ..flows._triggers import TRIGGER_ENV
-from ._deploy import _deployment, _version_row, materialize, next_slot
+from ._deploy import _deployment, _version_row, materialize, next_slot, with_run_options
+from ._runserver import LOST, RunServer, RunServerError, run_server_wanted
 
 __all__ = ["Scheduler", "LAG"]
 
@@ -48,7 +49,7 @@ NONE_GRACE = 60.0  # catchup="none": a slot at most this old still counts as on 
 class _Child:
     firing_id: int
     deployment: str
-    proc: subprocess.Popen[bytes]
+    proc: Any  # a subprocess.Popen, or a ForkedRun of the run server (pid, poll, wait, kill)
     id_file: Path
     log: Path
     run_id: str | None = None
@@ -114,6 +115,10 @@ class Scheduler:
         self._run_mark = 0.0
         self._logs = Path(tempfile.gettempdir()) / f"reelflow-scheduler-{os.getuid()}"
         self._logs.mkdir(parents=True, exist_ok=True)
+        self._server: RunServer | None = None
+        self._retired: list[RunServer] = []  # servers that died; their runs are still watched through them
+        self._use_server = run_server_wanted()
+        self._server_failures = 0
 
     # -- which deployments need a look -------------------------------------------------
     def _candidates(self, conn: Any, now: float, real: float) -> set[str]:
@@ -200,8 +205,9 @@ class Scheduler:
                 elif running < dep.max_concurrent:
                     vals = {"status": "running", "scheduler": self.id, "started_at": time.time(),
                             "lease_until": real + self.lease}
-                    fv = dep if int(f["version"]) == dep.version else _deployment(
-                        d, _version_row(conn, t, name, int(f["version"])))
+                    fv = dep if int(f["version"]) == dep.version else replace(_deployment(
+                        d, _version_row(conn, t, name, int(f["version"]))), version=int(f["version"]))
+                    fv = with_run_options(conn, t, fv)
                     starts.append((int(f["id"]), fv, json.loads(f["params"]), f["trigger"]))
                     running += 1
                 elif dep.on_busy == "skip":
@@ -312,23 +318,57 @@ class Scheduler:
         log = self._logs / f"firing-{fid}.log"
         try:
             folder = materialize(dep, self.store)
-            argv = [sys.executable, "-m", "reelflow.cli", "run", f"{folder / dep.entry}:{dep.flow_name}",
-                    "--run-id-file", str(idf)]
+            args = ["run", f"{folder / dep.entry}:{dep.flow_name}", "--run-id-file", str(idf), *dep.run_args()]
             for k, v in params.items():
-                argv += [f"--{k}", v]
+                args += [f"--{k}", v]
             env = {**os.environ, "REELFLOW_HOME": str(self.store.config.home), TRIGGER_ENV: trigger,
                    "REELFLOW_DEPLOYMENT": dep.name}
             env.pop(PROJECT_ENV, None)
             if dep.triggers.get("project"):  # the run goes on the branch the deployment was made for
                 env[PROJECT_ENV] = json.dumps(dep.triggers["project"])
-            with open(log, "wb") as out:
-                proc = subprocess.Popen(argv, cwd=folder, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, start_new_session=True)
+            proc = self._spawn(args, folder, env, log)
         except Exception as exc:  # a snapshot that cannot be read or a process that cannot start
             self._finish(fid, "failed", f"could not start the run: {type(exc).__name__}: {exc}", None)
             return
         self.children[fid] = _Child(fid, dep.name, proc, idf, log)
         self.echo(f"{dep.name}: firing {fid} started (pid {proc.pid}, version {dep.version})")
+
+    def open_run_server(self) -> None:
+        """Start the warm run server now (it imports while the scheduler works); see ``_runserver.py``."""
+        if self._use_server and self._server is None:
+            try:
+                self._server = RunServer(self._logs / f"runserver-{os.getpid()}.log")
+            except OSError as exc:
+                self._use_server = False
+                self.echo(f"warning: cannot start the run server ({exc}); runs start as fresh processes")
+
+    def _spawn(self, args: list[str], folder: Path, env: dict[str, str], log: Path) -> Any:
+        """The run's process: forked from the warm run server, else a fresh interpreter."""
+        if self._server is not None and not self._server.alive:  # it died while idle: start a new one
+            self._retired.append(self._server)
+            self._server = None
+        self.open_run_server()
+        if self._server is not None:
+            try:
+                return self._server.spawn(args, cwd=folder, env=env, log=log)
+            except RunServerError as exc:
+                self._retired.append(self._server)
+                self._server = None  # the next run starts a new one ...
+                self._server_failures += 1
+                if self._server_failures >= 3:  # ... unless it keeps failing
+                    self._use_server = False
+                self.echo(f"warning: {exc}; this run starts as a fresh process"
+                          + ("" if self._use_server else ", and so will the next ones"))
+        with open(log, "wb") as out:
+            return subprocess.Popen([sys.executable, "-m", "reelflow.cli", *args], cwd=folder, env=env, stdout=out,
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+
+    def close(self) -> None:
+        """Stop the run server (runs still going keep going)."""
+        servers = [s for s in (self._server, *self._retired) if s is not None]
+        self._server, self._retired = None, []
+        for server in servers:
+            server.close()
 
     def _finish(self, fid: int, status: str, reason: str | None, run_id: str | None) -> None:
         fi = self.t.firings
@@ -352,6 +392,8 @@ class Scheduler:
             del self.children[fid]
             if ch.run_id is None and ch.id_file.exists():
                 ch.run_id = ch.id_file.read_text().strip() or None
+            if rc == LOST:  # its run server died before reporting; the run's own row says how it ended
+                rc = 0 if ch.run_id and self._run_status(ch.run_id) == "succeeded" else 1
             ok = rc == 0 and ch.run_id is not None
             reason = None if ok else _error_line(ch.log, rc) if rc else "the process exited without starting a run"
             self._finish(fid, "succeeded" if ok else "failed", reason, ch.run_id)
@@ -364,6 +406,12 @@ class Scheduler:
                 conn.execute(update(self.t.firings).where(self.t.firings.c.id.in_(list(self.children)))
                              .values(lease_until=time.time() + self.lease))
         return done
+
+    def _run_status(self, run_id: str) -> str | None:
+        from ..store import _schema as s
+
+        with self.md.read() as conn:
+            return conn.execute(select(s.runs.c.status).where(s.runs.c.id == int(run_id))).scalar()
 
     # -- driving ------------------------------------------------------------------------
     def tick(self, now: float | None = None) -> int:
@@ -387,14 +435,17 @@ class Scheduler:
 
         SIGTERM/SIGINT meanwhile: start nothing more, drain the running runs (see :meth:`drain`)."""
         with self._signals():
-            for _ in range(rounds):
-                started = self.tick(now)
-                if self.stopping or (not started and not self.children):
-                    break
-                while self.children and not self.stopping:
-                    time.sleep(0.1)
-                    self._reap()
-            self.drain(quiet=not self.stopping)
+            try:
+                for _ in range(rounds):
+                    started = self.tick(now)
+                    if self.stopping or (not started and not self.children):
+                        break
+                    while self.children and not self.stopping:
+                        time.sleep(0.1)
+                        self._reap()
+                self.drain(quiet=not self.stopping)
+            finally:
+                self.close()
 
     @contextmanager
     def _signals(self) -> Iterator[None]:
@@ -412,18 +463,25 @@ class Scheduler:
         """Tick every ``poll_interval`` until SIGTERM/SIGINT; then drain the running runs and return."""
         with self._signals():
             self.echo(f"scheduler {self.id} started ({self.store.describe()}); SIGTERM stops it")
-            while not self.stopping:
-                try:
-                    self.tick()
-                except Exception as exc:  # a database hiccup must not stop the platform; the next tick retries
-                    from ..store._engine import db_error
+            self.open_run_server()
+            try:
+                self._loop()
+                self.drain()
+            finally:
+                self.close()
 
-                    err = exc if isinstance(exc, ReelflowError) else db_error(exc, "tick")
-                    self.echo(f"error: {err} (retrying in {self.poll_interval:g}s)")
-                deadline = time.monotonic() + self.poll_interval
-                while not self.stopping and time.monotonic() < deadline:
-                    time.sleep(min(0.1, self.poll_interval))
-            self.drain()
+    def _loop(self) -> None:
+        while not self.stopping:
+            try:
+                self.tick()
+            except Exception as exc:  # a database hiccup must not stop the platform; the next tick retries
+                from ..store._engine import db_error
+
+                err = exc if isinstance(exc, ReelflowError) else db_error(exc, "tick")
+                self.echo(f"error: {err} (retrying in {self.poll_interval:g}s)")
+            deadline = time.monotonic() + self.poll_interval
+            while not self.stopping and time.monotonic() < deadline:
+                time.sleep(min(0.1, self.poll_interval))
 
     def drain(self, *, quiet: bool = False) -> None:
         """Wait up to ``drain_timeout`` for running runs; interrupt the rest and record why."""

@@ -3,7 +3,8 @@
 ``deployments`` has one row per deployment name (its current version, paused flag,
 the next schedule slot and the cursors of what it has consumed);
 ``deployment_versions`` keeps every deploy (code snapshot manifest, triggers,
-parameters, policies). ``events`` holds published events. ``firings`` holds every
+parameters, policies); ``deployment_run_options`` the executor and ``--with``
+decorators its runs get, where the deploy named any. ``events`` holds published events. ``firings`` holds every
 decision the scheduler made: one row per schedule slot, event or finished run per
 deployment, unique on ``(deployment, key)``, so a firing is claimed exactly once
 whichever scheduler inserts it first; its status moves
@@ -72,6 +73,13 @@ class OperateSchema:
             Column("created_at", Float, nullable=False),
             Column("user", String(255), nullable=False),
             UniqueConstraint("name", "version", name="uq_deployment_version"),
+        )
+        self.run_options = Table(  # how a deployment version's runs run (a table of its own: no migration)
+            "deployment_run_options", md,
+            Column("name", String(255), primary_key=True),
+            Column("version", Integer, primary_key=True),
+            Column("executor", String(32)),  # None: the scheduler's REELFLOW_EXECUTOR, else the default
+            Column("with_specs", Text, nullable=False, default="[]"),  # JSON list of --with values
         )
         self.events = Table(
             "events", md,
