@@ -21,6 +21,7 @@ from reelflow import FlowSpec, Parameter, step, trigger
 @trigger(event="launch.go")
 class LaunchFlow(FlowSpec):
     naptime = Parameter("naptime", default=0.0)
+    marker = Parameter("marker", default="")
 
     @step
     def start(self):
@@ -42,7 +43,11 @@ class LaunchFlow(FlowSpec):
 
     @step
     def end(self):
-        pass
+        if self.marker:  # under --executor inprocess this is the run's own process: it must exit as Python does
+            import atexit
+            from pathlib import Path
+
+            atexit.register(Path(self.marker).write_text, "ran")
 """
 
 
@@ -63,12 +68,14 @@ def _by_deployment(firings, runs) -> dict[str, object]:
     return {name: by_id[f["run_id"]] for name in ("Pinned", "Plain") for f in firings(name)[-1:]}
 
 
-def test_runs_fork_from_the_run_server_and_honour_the_deployments_executor(flow_dir, firings, monkeypatch):
+def test_runs_fork_from_the_run_server_and_honour_the_deployments_executor(flow_dir, firings, monkeypatch,
+                                                                           tmp_path):
     from reelflow import events
     from reelflow.operate import deploy
 
     path = flow_dir("launch.py", LAUNCH)
-    deploy(path, name="Pinned", executor="inprocess")
+    marker = tmp_path / "atexit-ran"
+    deploy(path, name="Pinned", executor="inprocess", params={"marker": str(marker)})
     deploy(path, name="Plain")
     events.publish("launch.go")
     assert "executor: inprocess" in ok("deployments", "show", "Pinned")
@@ -81,6 +88,7 @@ def test_runs_fork_from_the_run_server_and_honour_the_deployments_executor(flow_
     assert plain.data.pid != _run_pid(plain) and plain.data.ppid == _run_pid(plain)  # spawn: a child of the run
     for r in (pinned, plain):  # the run process was forked from the scheduler's warm run server
         assert any("reelflow.operate._runserver" in c for c in r.data.chain), r.data.chain
+    assert marker.read_text() == "ran"  # the forked run ended as an interpreter does: atexit handlers ran
 
     monkeypatch.delenv("REELFLOW_EXECUTOR")
     monkeypatch.setenv("REELFLOW_RUN_SERVER", "0")

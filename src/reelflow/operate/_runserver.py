@@ -298,7 +298,12 @@ def _become_run(req: dict[str, Any], closing: tuple[int, ...]) -> None:
         traceback.print_exc()
         code = 1
     finally:
-        try:
+        try:  # what an interpreter does on its way out: join threads, run atexit (ray.shutdown, ...), flush
+            import atexit
+            import threading
+
+            threading._shutdown()  # type: ignore[attr-defined]
+            atexit._run_exitfuncs()
             sys.stdout.flush()
             sys.stderr.flush()
         finally:
