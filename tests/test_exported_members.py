@@ -10,6 +10,7 @@ EXPECTED = {
     "resources", "environment", "card", "parallel", "Runner", "NBRunner", "Flow", "Run", "Step", "Task", "namespace", "get_namespace",
     "default_namespace", "ReelflowError", "models", "__version__", "schedule", "trigger", "trigger_on_finish",
     "events", "project", "namespaced_event_name", "pypi", "conda", "pypi_base", "conda_base", "checkpoint",
+    "DataArtifact", "Metaflow", "get_metadata", "metadata", "default_metadata", "cards", "exception",
 }
 
 
@@ -20,8 +21,10 @@ def test_all_names_exported():
 
 
 def test_subpackages_export_what_they_declare():
+    import reelflow.cards
     import reelflow.client
     import reelflow.events
+    import reelflow.exception
     import reelflow.flows
     import reelflow.operate
     import reelflow.content.bandits
@@ -32,7 +35,7 @@ def test_subpackages_export_what_they_declare():
     import reelflow.runtime
     import reelflow.store
 
-    for mod in (reelflow.flows, reelflow.operate, reelflow.events, reelflow.client, reelflow.runtime, reelflow.store, reelflow.recs, reelflow.registry,
+    for mod in (reelflow.cards, reelflow.exception, reelflow.flows, reelflow.operate, reelflow.events, reelflow.client, reelflow.runtime, reelflow.store, reelflow.recs, reelflow.registry,
                 reelflow.content.bandits, reelflow.content.ope, reelflow.content.experiments):
         for name in mod.__all__:
             assert hasattr(mod, name), f"{mod.__name__}.{name}"

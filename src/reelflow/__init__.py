@@ -46,13 +46,23 @@ __all__ = [
     "Run",
     "Step",
     "Task",
+    "DataArtifact",
+    "Metaflow",
+    "get_metadata",
+    "metadata",
+    "default_metadata",
     "namespace",
     "get_namespace",
     "default_namespace",
     "ReelflowError",
     "models",
+    "cards",
+    "exception",
     "__version__",
 ]
+
+_MODULES = {"models": "reelflow.registry", "events": "reelflow.events", "cards": "reelflow.cards",
+            "exception": "reelflow.exception"}
 
 _LAZY = {
     "FlowSpec": "reelflow.flows",
@@ -84,6 +94,11 @@ _LAZY = {
     "Run": "reelflow.client",
     "Step": "reelflow.client",
     "Task": "reelflow.client",
+    "DataArtifact": "reelflow.client",
+    "Metaflow": "reelflow.client",
+    "get_metadata": "reelflow.client",
+    "metadata": "reelflow.client",
+    "default_metadata": "reelflow.client",
     "namespace": "reelflow.client",
     "get_namespace": "reelflow.client",
     "default_namespace": "reelflow.client",
@@ -91,7 +106,20 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:  # what IDEs and mypy see
-    from .client import Flow, Run, Step, Task, default_namespace, get_namespace, namespace
+    from .client import (
+        DataArtifact,
+        Flow,
+        Metaflow,
+        Run,
+        Step,
+        Task,
+        default_metadata,
+        default_namespace,
+        get_metadata,
+        get_namespace,
+        metadata,
+        namespace,
+    )
     from .errors import ReelflowError
     from .flows import (
         FlowSpec,
@@ -118,14 +146,14 @@ if TYPE_CHECKING:  # what IDEs and mypy see
         trigger,
         trigger_on_finish,
     )
-    from . import events
+    from . import cards, events, exception
     from . import registry as models
     from .runtime import NBRunner, Runner
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("models", "events"):  # modules: models.register(...), events.publish(...)
-        value = importlib.import_module("reelflow.registry" if name == "models" else "reelflow.events")
+    if name in _MODULES:  # modules: models.register(...), events.publish(...), cards.Markdown
+        value = importlib.import_module(_MODULES[name])
         globals()[name] = value
         return value
     mod = _LAZY.get(name)

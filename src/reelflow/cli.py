@@ -236,7 +236,7 @@ def runs_show(pathspec: str) -> None:
             extra = f", cloned from {t.origin_pathspec}" if t.origin_pathspec else ""
             extra += f", attempt {t.current_attempt}" if t.current_attempt else ""
             click.echo(f"  task {t.id} [{status}] {t.duration:.3f}s{extra}")
-            for a in t.artifacts.values():
+            for a in t:
                 click.echo(f"    {a.id:<24} {a.type:<28} {_fmt_size(a.size):>10}")
             if t.exception:
                 click.echo("    " + t.exception.strip().splitlines()[-1])

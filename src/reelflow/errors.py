@@ -13,7 +13,8 @@ kept shallow so that ``except`` clauses stay readable::
     ├── RunFailedError           a run ended with a failed task
     │   └── RunInterruptedError  the run was stopped by SIGINT/SIGTERM
     ├── NotFoundError            a flow, run, step, task or artifact is missing
-    │   └── NamespaceMismatchError   the object exists outside the namespace
+    │   ├── NamespaceMismatchError   the object exists outside the namespace
+    │   └── InvalidPathspecError     a pathspec is malformed
     ├── MergeArtifactsError      merge_artifacts found conflicting values
     ├── TransitionError          a step's self.next() disagrees with the graph
     ├── NotFittedError           a model method needs fit() first
@@ -26,9 +27,13 @@ kept shallow so that ``except`` clauses stay readable::
     └── NamespaceWarning         the client's namespace hides runs that exist
 
 Messages name the offending step, parameter, file or id and say what to do.
+Metaflow's names for these (``MetaflowException``, ``MetaflowNotFound``, ...) live in
+:mod:`reelflow.exception`.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 __all__ = [
     "ReelflowWarning",
@@ -44,6 +49,7 @@ __all__ = [
     "RunInterruptedError",
     "NotFoundError",
     "NamespaceMismatchError",
+    "InvalidPathspecError",
     "MergeArtifactsError",
     "TransitionError",
     "NotFittedError",
@@ -55,7 +61,26 @@ __all__ = [
 
 
 class ReelflowError(Exception):
-    """Root of every exception raised by reelflow."""
+    """Root of every exception raised by reelflow.
+
+    Also takes Metaflow's ``MetaflowException(msg=..., lineno=..., source_file=...)``
+    keywords, so code written for Metaflow raises it unchanged.
+    """
+
+    headline = "Flow failed"
+
+    def __init__(self, *args: Any, msg: Any = None, lineno: int | None = None,
+                 source_file: str | None = None) -> None:
+        if msg is not None:
+            args = (msg, *args)
+        super().__init__(*args)
+        self.line_no = lineno
+        self.source_file = source_file
+
+    @property
+    def message(self) -> str:
+        """The message (Metaflow's attribute name)."""
+        return str(self.args[0]) if self.args else ""
 
 
 class FlowDefinitionError(ReelflowError):
@@ -109,6 +134,10 @@ class NotFoundError(ReelflowError, KeyError):
 
 class NamespaceMismatchError(NotFoundError):
     """The object exists but lies outside the current namespace."""
+
+
+class InvalidPathspecError(NotFoundError):
+    """A pathspec does not have the shape its object needs (``FlowName/RUN_ID``, ...)."""
 
 
 class MergeArtifactsError(ReelflowError):

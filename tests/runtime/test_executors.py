@@ -96,7 +96,7 @@ def test_foreach_retry_catch_metrics_and_logs(load_flow, executor):
     assert r["start"].task.data.env_in_start == "on" and r.data.env_in_end is None
     assert "RF_EXECUTOR_TEST" not in os.environ
     assert r.data.total == 14 and r.data.attempts == [0, 0, 1]
-    assert r.data.caught == "ValueError"
+    assert r.data.caught == "builtins.ValueError"  # Metaflow's form: module.Class
     assert (r.data.pid == os.getpid()) == (executor == "inprocess")  # only in-process runs steps here
     work = {t.data.sq: t for t in r["work"].tasks()}
     assert work[4].current_attempt == 1 and work[1].current_attempt == 0

@@ -27,6 +27,8 @@ from ._preview import preview
 from ._read import StoredCard, get_cards
 from ._render import render_card_html
 
+MetaflowCardComponent = CardComponent  # Metaflow's name for the base of card components
+
 __all__ = [
     "card",
     "Markdown",
@@ -36,6 +38,7 @@ __all__ = [
     "ProgressBar",
     "Artifact",
     "CardComponent",
+    "MetaflowCardComponent",
     "CardCollector",
     "TaskCards",
     "StoredCard",

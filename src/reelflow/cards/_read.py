@@ -60,14 +60,22 @@ def cards_of_task(store: Store, flow: str, run_id: str, step: str, task_id: int,
                        bool(r["final"]), store) for r in rows if r["attempt"] == pick]
 
 
-def get_cards(pathspec: str, *, attempt: int | None = None) -> list[StoredCard]:
-    """The cards of task ``FLOW/RUN_ID/STEP/TASK_ID`` (its latest attempt unless ``attempt``).
+def get_cards(pathspec: Any, id: str | None = None, type: str | None = None, *,  # noqa: A002 - Metaflow's names
+              attempt: int | None = None) -> list[StoredCard]:
+    """The cards of task ``FLOW/RUN_ID/STEP/TASK_ID`` or of a client ``Task`` (its latest
+    attempt unless ``attempt``); ``id`` and ``type`` keep only matching cards, as Metaflow.
 
     A task cloned by ``resume`` shows the cards of the task it was cloned from. A task
     still running shows its cards as last refreshed.
     """
     from ..client import Task, namespace
     from ..store import get_store
+
+    if not isinstance(pathspec, str) and hasattr(pathspec, "pathspec"):
+        pathspec = pathspec.pathspec
+    if id is not None or type is not None:
+        return [c for c in get_cards(pathspec, attempt=attempt)
+                if (id is None or c.id == id) and (type is None or c.type == type)]
 
     bits = str(pathspec).strip("/").split("/")
     if len(bits) not in (3, 4) or not all(bits) or (len(bits) == 4 and not bits[3].isdigit()):

@@ -13,7 +13,9 @@ from ._core import (
     get_namespace,
     namespace,
 )
+from ._metaflow import Metaflow, default_metadata, get_metadata, metadata
 from ._search import compare_runs, find_runs
+from ._task import Metadata
 
 __all__ = [
     "Flow",
@@ -22,6 +24,11 @@ __all__ = [
     "Task",
     "TaskData",
     "DataArtifact",
+    "Metadata",
+    "Metaflow",
+    "get_metadata",
+    "metadata",
+    "default_metadata",
     "namespace",
     "get_namespace",
     "default_namespace",

@@ -13,7 +13,7 @@ from functools import cached_property
 from typing import Any
 
 from ..config import load_config
-from ..errors import NamespaceMismatchError, NamespaceWarning, NotFoundError
+from ..errors import InvalidPathspecError, NamespaceMismatchError, NamespaceWarning, NotFoundError
 from ..store import ArtifactRef, Store, get_store
 
 __all__ = [
@@ -55,7 +55,7 @@ def get_namespace() -> str | None:
 def _split(pathspec: str, parts: int, kind: str, example: str) -> list[str]:
     bits = [b for b in str(pathspec).strip("/").split("/")]
     if len(bits) != parts or not all(bits):
-        raise NotFoundError(f"{kind} pathspec {pathspec!r} is malformed; write it as {example}")
+        raise InvalidPathspecError(f"{kind} pathspec {pathspec!r} is malformed; write it as {example}")
     if parts >= 2 and bits[1] == "latest":  # FlowName/latest: the newest run in the current namespace
         latest = Flow(bits[0]).latest_run
         if latest is None:
@@ -76,6 +76,7 @@ class Flow:
         self._store = _store or get_store(create=False)
         self.id = name
         self.pathspec = name
+        self.parent = None  # the top of the hierarchy, as in Metaflow
         if not self._store.metadata.has_flow(name):
             raise NotFoundError(f"flow {name!r} has no runs in the store ({self._store.describe()})")
 
@@ -224,6 +225,17 @@ class Run:
         return self._row["origin_run_id"]  # type: ignore[no-any-return]
 
     @property
+    def origin_pathspec(self) -> str | None:
+        """``FlowName/ORIGIN_RUN_ID`` of the run this one resumed (None for a fresh run)."""
+        origin = self._row["origin_run_id"]
+        return f"{self.flow_name}/{origin}" if origin else None
+
+    @property
+    def parent(self) -> Flow:
+        """The flow of this run."""
+        return Flow(self.flow_name, _store=self._store)
+
+    @property
     def trigger(self) -> Any:
         """How the run was started: a :class:`reelflow.flows.Trigger` (schedule slot, event, upstream
         run) when the scheduler started it, None when it was started by hand."""
@@ -331,6 +343,41 @@ class Step:
     def tasks(self) -> list[Task]:
         return [Task._from_row(self._run, r) for r in self._run._latest_attempts(self.id)]
 
+    @property
+    def parent(self) -> Run:
+        """The run of this step."""
+        return self._run
+
+    def _graph_children(self, name: str) -> list[str]:
+        node = self._run.graph.get(name, {})
+        return list(dict.fromkeys([*node.get("next", []), *node.get("cases", {}).values()]))
+
+    @property
+    def child_steps(self) -> list[Step]:
+        """The steps that come right after this one in the graph (those that ran)."""
+        return [Step(f"{self._run.pathspec}/{n}", _run=self._run) for n in self._graph_children(self.id)
+                if n in self._run]
+
+    @property
+    def parent_steps(self) -> list[Step]:
+        """The steps that come right before this one in the graph (those that ran)."""
+        return [Step(f"{self._run.pathspec}/{n}", _run=self._run) for n in self._run.graph
+                if self.id in self._graph_children(n) and n in self._run]
+
+    @property
+    def created_at(self) -> datetime | None:
+        """When the step's first task started."""
+        ts = [t._row["started_at"] for t in self.tasks()]
+        return _ts(min(ts)) if ts else None
+
+    @property
+    def origin_pathspec(self) -> str | None:
+        """``FlowName/ORIGIN_RUN_ID/step`` when this step's tasks were cloned on resume, else None."""
+        for t in self.tasks():
+            if t.origin_pathspec:
+                return t.origin_pathspec.rsplit("/", 1)[0]
+        return None
+
     def __iter__(self) -> Iterator[Task]:
         return iter(self.tasks())
 
@@ -351,172 +398,4 @@ class Step:
         return f"Step('{self.pathspec}')"
 
 
-class DataArtifact:
-    """One artifact of a task: ``.data`` (loaded on access), ``.size``, ``.type``, ``.sha``."""
-
-    def __init__(self, task: Task, name: str, ref: ArtifactRef) -> None:
-        self._task = task
-        self.id = name
-        self.pathspec = f"{task.pathspec}/{name}"
-        self.sha = ref.key
-        self.size = ref.size
-        self.type = ref.type
-
-    @property
-    def data(self) -> Any:
-        return self._task._load(self.id)
-
-    def __repr__(self) -> str:
-        return f"DataArtifact('{self.pathspec}', type={self.type}, size={self.size})"
-
-
-class TaskData:
-    """Attribute access to a task's artifacts: ``task.data.model``."""
-
-    def __init__(self, task: Task) -> None:
-        self.__dict__["_task"] = task
-
-    def __getattr__(self, name: str) -> Any:
-        task: Task = self.__dict__["_task"]
-        if name.startswith("__") or name not in task._refs:
-            raise AttributeError(
-                f"task {task.pathspec} has no artifact {name!r}; it has {', '.join(sorted(task._refs)) or 'none'}"
-            )
-        return task._load(name)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self.__dict__["_task"]._refs
-
-    def __dir__(self) -> list[str]:
-        return sorted(self.__dict__["_task"]._refs)
-
-    def __repr__(self) -> str:
-        return f"<data of {self.__dict__['_task'].pathspec}: {', '.join(sorted(self.__dict__['_task']._refs))}>"
-
-
-class Task:
-    """One task (its latest attempt): ``.data.<name>``, ``.artifacts``, ``.stdout``, ``.exception``."""
-
-    def __init__(self, pathspec: str, *, _run: Run | None = None, _row: dict[str, Any] | None = None,
-                 _store: Store | None = None) -> None:
-        flow, run_id, step, task_id = _split(pathspec, 4, "task", "'FlowName/RUN_ID/step/TASK_ID'")
-        self._run = _run or Run(f"{flow}/{run_id}", _store=_store)
-        self.pathspec = f"{flow}/{run_id}/{step}/{task_id}"
-        self.id = task_id
-        if _row is None:
-            rows = [r for r in self._run._latest_attempts(step) if str(r["task_id"]) == task_id]
-            if not rows:
-                raise NotFoundError(f"task {self.pathspec} does not exist")
-            _row = rows[0]
-        self._row = _row
-        self._cache: dict[str, Any] = {}
-
-    @classmethod
-    def _from_row(cls, run: Run, row: dict[str, Any]) -> Task:
-        return cls(f"{run.pathspec}/{row['step_name']}/{row['task_id']}", _run=run, _row=row)
-
-    @property
-    def _store(self) -> Store:
-        return self._run._store
-
-    @cached_property
-    def _refs(self) -> dict[str, ArtifactRef]:
-        return self._store.metadata.artifacts_of([self._row["id"]])[self._row["id"]]
-
-    def _load(self, name: str) -> Any:
-        if name not in self._cache:
-            ref = self._refs[name]
-            self._cache[name] = self._store.load(ref.key, what=f"artifact {name!r} of {self.pathspec}")
-        return self._cache[name]
-
-    @property
-    def data(self) -> TaskData:
-        return TaskData(self)
-
-    @property
-    def artifacts(self) -> dict[str, DataArtifact]:
-        return {n: DataArtifact(self, n, r) for n, r in sorted(self._refs.items())}
-
-    def __getitem__(self, name: str) -> DataArtifact:
-        if name not in self._refs:
-            raise NotFoundError(f"task {self.pathspec} has no artifact {name!r}")
-        return DataArtifact(self, name, self._refs[name])
-
-    def __iter__(self) -> Iterator[DataArtifact]:
-        return iter(self.artifacts.values())
-
-    @property
-    def successful(self) -> bool:
-        return self._row["status"] == "succeeded"
-
-    @property
-    def finished(self) -> bool:
-        return True  # task rows are written when an attempt ends
-
-    @property
-    def finished_at(self) -> datetime | None:
-        return _ts(self._row["finished_at"])
-
-    @property
-    def created_at(self) -> datetime | None:
-        return _ts(self._row["started_at"])
-
-    @property
-    def duration(self) -> float:
-        return float(self._row["finished_at"] - self._row["started_at"])
-
-    @property
-    def current_attempt(self) -> int:
-        return int(self._row["attempt"])
-
-    @property
-    def index(self) -> int | None:
-        """Index in the innermost foreach, or None."""
-        return self._row["split_index"]  # type: ignore[no-any-return]
-
-    @property
-    def exception(self) -> str | None:
-        return self._row["exception"]  # type: ignore[no-any-return]
-
-    @property
-    def origin_pathspec(self) -> str | None:
-        """The origin task this one was cloned from on resume."""
-        return self._row["cloned_from"]  # type: ignore[no-any-return]
-
-    @property
-    def resources(self) -> dict[str, Any] | None:
-        return self._row["resources"]  # type: ignore[no-any-return]
-
-    @property
-    def metrics(self) -> Any:
-        """This task's metric points as a tidy DataFrame (history per name)."""
-        return _metrics_frame(self._store.metadata.metrics_of([], task_row=self._row["id"]))
-
-    def _log(self, which: str) -> str:
-        key = self._row[f"{which}_key"]
-        if not key:
-            return ""
-        from ..runtime._logs import read_log  # follows the chunk manifest of a long log
-
-        return read_log(self._store, key, what=f"{which} of {self.pathspec}").decode("utf-8", "replace")
-
-    @property
-    def stdout(self) -> str:
-        return self._log("stdout")
-
-    @property
-    def stderr(self) -> str:
-        return self._log("stderr")
-
-    def __repr__(self) -> str:
-        return f"Task('{self.pathspec}')"
-
-
-def _metrics_frame(rows: list[dict[str, Any]]) -> Any:
-    from .._extras import require
-
-    require("pandas", "metrics as a DataFrame")
-    import pandas as pd
-
-    cols = ["step_name", "task_id", "name", "value", "step", "timestamp"]
-    return pd.DataFrame([{c: r[c] for c in cols} for r in rows], columns=cols)
+from ._task import DataArtifact, Task, TaskData, _metrics_frame  # noqa: E402  (they use the names above)

@@ -10,7 +10,20 @@ from ..errors import NotFoundError
 if TYPE_CHECKING:
     from ..store import ArtifactRef, Store
 
-__all__ = ["ArtifactScope", "InputView", "Inputs"]
+__all__ = ["ArtifactScope", "InputView", "Inputs", "foreach_value"]
+
+
+def foreach_value(store: Store, frame: dict[str, Any]) -> Any:
+    """The item a foreach frame stands for (its sequence is loaded once per frame)."""
+    if "value" not in frame:
+        seq = store.load(frame["key"], what=f"foreach artifact {frame['param']!r}")
+        try:
+            frame["value"] = seq[frame["index"]]
+        except TypeError:  # an iterable without indexing: Metaflow walks it
+            import itertools
+
+            frame["value"] = next(itertools.islice(iter(seq), frame["index"], None))
+    return frame["value"]
 
 
 class ArtifactScope:
@@ -39,10 +52,23 @@ class ArtifactScope:
 class InputView:
     """One input of a join step: its artifacts by attribute (``inp.score``)."""
 
-    def __init__(self, step_name: str, pathspec: str, scope: ArtifactScope) -> None:
+    def __init__(self, step_name: str, pathspec: str, scope: ArtifactScope,
+                 frames: list[dict[str, Any]] | None = None) -> None:
         self.__dict__["_step"] = step_name
         self.__dict__["_pathspec"] = pathspec
         self.__dict__["_scope"] = scope
+        self.__dict__["_frames"] = frames or []
+
+    @property
+    def index(self) -> int | None:
+        """This input's index in its innermost foreach (None outside a foreach)."""
+        frames = self.__dict__["_frames"]
+        return frames[-1]["index"] if frames else None
+
+    def foreach_stack(self) -> list[tuple[int, int, Any]]:
+        """``(index, num_splits, value)`` of each foreach around this input, outermost first."""
+        scope: ArtifactScope = self.__dict__["_scope"]
+        return [(f["index"], f["num_splits"], foreach_value(scope.store, f)) for f in self.__dict__["_frames"]]
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):

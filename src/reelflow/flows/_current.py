@@ -100,6 +100,11 @@ class Current:
         return self._get("tags") or frozenset()  # type: ignore[no-any-return]
 
     @property
+    def parameter_names(self) -> list[str]:
+        """The names of the flow's parameters (empty outside a running flow)."""
+        return list(self._info.extra.get("parameter_names", ())) if self._info is not None else []
+
+    @property
     def trigger(self) -> Trigger | None:
         """What started this run when the scheduler did (``current.trigger.event.name``, ``.payload``,
         ``.timestamp``; ``current.trigger.run`` for ``@trigger_on_finish``); None for a run started by hand."""

@@ -23,7 +23,9 @@ __all__ = [
     "card",
     "checkpoint",
     "parallel",
+    "CaughtException",
     "parse_with_spec",
+    "retry_delay",
     "get_decorators",
     "is_step",
 ]
@@ -88,12 +90,45 @@ def _nonneg(deco: StepDecorator, *keys: str) -> None:
             raise FlowDefinitionError(f"@{deco.name}({k}={v!r}): {k} must be a number >= 0")
 
 
+def _numeric_strings(deco: StepDecorator, *keys: str) -> None:
+    """Metaflow's own defaults are strings ("3"): accept numbers written as text."""
+    for k in keys:
+        v = deco.attributes[k]
+        if isinstance(v, str):
+            try:
+                deco.attributes[k] = int(v) if v.strip().lstrip("-").isdigit() else float(v)
+            except ValueError:
+                raise FlowDefinitionError(f"@{deco.name}({k}={v!r}): {k} must be a number >= 0") from None
+
+
 class _Retry(StepDecorator):
+    """Retry a failed task ``times`` times.
+
+    ``minutes_between_retries`` is waited only when given explicitly: Metaflow's local
+    runtime retries at once whatever its default says, and so does reelflow's.
+    """
+
     name = "retry"
     defaults = {"times": 3, "minutes_between_retries": 2}
 
+    def __init__(self, **attributes: Any) -> None:
+        self.explicit_delay = "minutes_between_retries" in attributes
+        super().__init__(**attributes)
+
     def validate(self) -> None:
+        _numeric_strings(self, "times", "minutes_between_retries")
         _nonneg(self, "times", "minutes_between_retries")
+        if not float(self.attributes["times"]).is_integer():
+            raise FlowDefinitionError(f"@retry(times={self.attributes['times']!r}): times must be a whole number")
+
+    def delay_seconds(self) -> float:
+        """Seconds to wait before the next attempt (0 unless minutes_between_retries was given)."""
+        return 60.0 * float(self.attributes["minutes_between_retries"]) if self.explicit_delay else 0.0
+
+
+def retry_delay(deco: StepDecorator) -> float:
+    """Seconds a @retry waits before the next attempt."""
+    return deco.delay_seconds() if isinstance(deco, _Retry) else 0.0
 
 
 class _Catch(StepDecorator):
@@ -104,6 +139,45 @@ class _Catch(StepDecorator):
         var = self.attributes["var"]
         if var is not None and (not isinstance(var, str) or not var.isidentifier()):
             raise FlowDefinitionError(f"@catch(var={var!r}): var must be a valid attribute name")
+
+
+class CaughtException(Exception):
+    """What ``@catch(var=...)`` stores when a step failed (Metaflow's ``MetaflowExceptionWrapper``).
+
+    ``type`` is the exception's full class name (``"builtins.ValueError"``), ``exception``
+    its message, ``stacktrace`` the formatted traceback; ``str()`` gives the traceback.
+    """
+
+    type: str = ""
+    exception: str = ""
+    stacktrace: str | None = None
+
+    def __init__(self, exc: BaseException | None = None, *, stacktrace: str | None = None) -> None:
+        super().__init__()
+        if exc is not None:
+            self.exception = str(exc)
+            self.type = f"{type(exc).__module__}.{type(exc).__name__}"
+            self.stacktrace = stacktrace
+
+    @classmethod
+    def from_text(cls, type_name: str, message: str, stacktrace: str | None) -> CaughtException:
+        """Build one from recorded text (for a task whose process died before it could catch)."""
+        out = cls()
+        out.type, out.exception, out.stacktrace = type_name, message, stacktrace
+        return out
+
+    # Exception's own pickling ignores __dict__ set outside args: keep the attributes.
+    def __reduce__(self) -> Any:
+        return CaughtException, (), self.__dict__
+
+    def __setstate__(self, state: dict[str, Any] | None) -> None:
+        self.__dict__.update(state or {})
+
+    def __str__(self) -> str:
+        return self.stacktrace or f"[no stacktrace]\n{self.type}: {self.exception}"
+
+    def __repr__(self) -> str:
+        return f"CaughtException({self.type}: {self.exception})"
 
 
 class _Timeout(StepDecorator):

@@ -6,8 +6,11 @@ run starts and are read-only artifacts (``self.alpha``) in every step.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import json
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,13 +36,24 @@ _TRUE = {"true", "1", "yes", "y", "on"}
 _FALSE = {"false", "0", "no", "n", "off"}
 
 
+def _log(*args: Any, **kwargs: Any) -> None:
+    print(*args, file=sys.stderr)
+
+
 @dataclass(frozen=True)
 class ParameterContext:
-    """Passed to a callable default: ``default=lambda ctx: ...``."""
+    """Passed to a callable default: ``default=lambda ctx: ctx.user_name``.
+
+    Metaflow's fields: ``flow_name``, ``user_name``, ``parameter_name``, ``logger``
+    (prints a line), ``ds_type`` (``"local"``) and ``configs`` (the flow's configs, if any).
+    """
 
     flow_name: str
     user_name: str
     parameter_name: str
+    logger: Callable[..., None] = _log
+    ds_type: str = "local"
+    configs: Any = None
 
 
 class Parameter:
@@ -53,6 +67,8 @@ class Parameter:
         default when omitted.
     help : shown by ``python flow.py run --help``.
     required : when True the run refuses to start without a value.
+    separator : for a ``str`` parameter, split a non-empty value on it: the step sees a list
+        (``Parameter("tags", default="a,b", separator=",")`` gives ``["a", "b"]``).
     """
 
     IS_FILE = False
@@ -64,15 +80,17 @@ class Parameter:
         default: Any = _MISSING,
         type: Any = None,  # noqa: A002 - Metaflow's name
         help: str | None = None,  # noqa: A002
-        required: bool = False,
-        show_default: bool = True,
+        required: bool | None = False,
+        show_default: bool | None = True,
+        separator: str | None = None,
     ) -> None:
         self.name = name
         self.default = default
         self.type = type
         self.help = help
-        self.required = required
-        self.show_default = show_default
+        self.required = bool(required)
+        self.show_default = show_default is not False
+        self.separator = separator
 
     # The attribute name it is bound to in the class (set by FlowSpec).
     attr_name: str = ""
@@ -105,6 +123,11 @@ class Parameter:
             )
         if not self.name or not self.name.replace("-", "_").isidentifier():
             raise ParameterError(f"parameter name {self.name!r} must be an identifier such as 'alpha'")
+        if self.separator is not None and (t is not str or not isinstance(self.separator, str) or not self.separator):
+            raise ParameterError(
+                f"parameter {self.name!r}: separator={self.separator!r} works only for a str parameter "
+                "and must be a non-empty string such as ','"
+            )
 
     def convert(self, value: Any) -> Any:
         """Turn a command-line string (or a Python value from ``Runner``) into the typed value."""
@@ -159,8 +182,12 @@ class Parameter:
                     f"parameter {self.name!r} is required; pass --{self.name} VALUE"
                     + (f" ({self.help})" if self.help else "")
                 )
-            return self.resolve_default(ctx)
-        return self.convert(raw)
+            value = self.resolve_default(ctx)
+        else:
+            value = self.convert(raw)
+        if self.separator and isinstance(value, str) and value:
+            return value.split(self.separator)  # as Metaflow: an empty value stays ""
+        return value
 
     def __repr__(self) -> str:
         return f"Parameter({self.name!r}, type={self.type_name()})"
@@ -181,15 +208,40 @@ class IncludeFile(Parameter):
         *,
         default: Any = _MISSING,
         help: str | None = None,  # noqa: A002
-        required: bool = False,
-        is_text: bool = True,
-        encoding: str = "utf-8",
+        required: bool | None = False,
+        is_text: bool | None = True,
+        encoding: str | None = "utf-8",
+        parser: str | Callable[[Any], Any] | None = None,
+        show_default: bool | None = True,
     ) -> None:
-        super().__init__(name, default=default, type=str, help=help, required=required)
-        self.is_text = is_text
-        self.encoding = encoding
+        super().__init__(name, default=default, type=str, help=help, required=required, show_default=show_default)
+        self.is_text = is_text is not False  # None means Metaflow's default: text
+        self.encoding = encoding or "utf-8"
+        self.parser = parser
+
+    def check_definition(self) -> None:
+        super().check_definition()
+        p = self.parser
+        if p is not None and not callable(p) and not (isinstance(p, str) and "." in p.strip(".")):
+            raise ParameterError(
+                f"IncludeFile {self.name!r}: parser={p!r} must be a callable or a dotted name such as 'json.loads'"
+            )
 
     def convert(self, value: Any) -> Any:
+        content = self._read(value)
+        if self.parser is None:
+            return content
+        try:
+            return _parser(self.parser)(content)
+        except ParameterError:
+            raise
+        except Exception as exc:
+            raise ParameterError(
+                f"IncludeFile {self.name!r}: the parser {getattr(self.parser, '__name__', self.parser)!r} failed on "
+                f"{str(value)!r}: {type(exc).__name__}: {exc}; fix the file or the parser"
+            ) from None
+
+    def _read(self, value: Any) -> Any:
         path = Path(str(value)).expanduser()
         try:
             data = path.read_bytes()
@@ -206,3 +258,17 @@ class IncludeFile(Parameter):
                 f"parameter {self.name!r}: {str(path)!r} is not {self.encoding} text; "
                 "declare IncludeFile(..., is_text=False) to read bytes"
             ) from None
+
+
+def _parser(spec: str | Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """A parser given as a callable or as a dotted name (``"json.loads"``, ``"mypkg.mod.parse"``)."""
+    if callable(spec):
+        return spec
+    path, _, func = spec.rsplit(".", 1)[0], ".", spec.rsplit(".", 1)[-1]
+    try:
+        found = getattr(importlib.import_module(path), func, None)
+    except ImportError as exc:
+        raise ParameterError(f"parser {spec!r}: cannot import {path!r} ({exc}); name an importable function") from None
+    if not callable(found):
+        raise ParameterError(f"parser {spec!r}: {path!r} has no function {func!r}")
+    return found  # type: ignore[no-any-return]

@@ -9,20 +9,26 @@ never touches is carried forward by reference without being loaded.
 from __future__ import annotations
 
 import os
+import reprlib
+from collections import namedtuple
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import MergeArtifactsError, ParameterDefinitionError, ParameterError, TransitionError
-from ._artifacts import ArtifactScope, Inputs
+from ._artifacts import ArtifactScope, Inputs, foreach_value
 from ._graph import RESERVED, FlowGraph
 from ._parameters import Parameter
 
 if TYPE_CHECKING:
     from ..store import ArtifactRef
 
-__all__ = ["FlowSpec", "TaskState"]
+__all__ = ["FlowSpec", "TaskState", "ForeachFrame"]
+
+
+# One level of ``self._foreach_stack``, with Metaflow's fields (``index`` shadows tuple.index, as there).
+ForeachFrame = namedtuple("ForeachFrame", ["step", "var", "num_splits", "index", "value"])
 
 
 @dataclass
@@ -194,15 +200,26 @@ class FlowSpec:
 
     def _frame_value(self, frame: dict[str, Any]) -> Any:
         state = self._state_or_raise("foreach values")
-        if "value" not in frame:
-            seq = state.scope.store.load(frame["key"], what=f"foreach artifact {frame['param']!r}")
-            frame["value"] = seq[frame["index"]]
-        return frame["value"]
+        return foreach_value(state.scope.store, frame)
 
     def foreach_stack(self) -> list[tuple[int, int, Any]]:
         """``(index, num_splits, value)`` for each enclosing foreach, outermost first."""
         state = self._state_or_raise("self.foreach_stack()")
         return [(f["index"], f["num_splits"], self._frame_value(f)) for f in state.foreach_frames]
+
+    @property
+    def _foreach_stack(self) -> list[Any]:
+        """Metaflow's frames: ``(step, var, num_splits, index, value)`` per enclosing foreach, outermost
+        first; ``step`` is the step the foreach goes to, ``value`` the item as short text."""
+        state = self._state_or_raise("self._foreach_stack")
+        graph = type(self).graph()
+        out = []
+        for f in state.foreach_frames:
+            value = self._frame_value(f)
+            text = value if isinstance(value, (str, int, float, bool)) else reprlib.repr(value)
+            out.append(ForeachFrame(graph[f["step"]].out_funcs[0], f["param"], f["num_splits"], f["index"],
+                                    str(text)[:30]))
+        return out
 
     # -- transitions -------------------------------------------------------------
     def next(self, *steps: Any, foreach: str | None = None, condition: str | None = None,
@@ -238,8 +255,10 @@ class FlowSpec:
             return
         if foreach is not None:
             items = getattr(self, foreach)
-            if not (hasattr(items, "__len__") and hasattr(items, "__getitem__")) or isinstance(items, (str, bytes, dict)):
-                if isinstance(items, Iterable) and not isinstance(items, (str, bytes, dict)):
+            # Any iterable, as Metaflow: a string iterates its characters; one that cannot be
+            # indexed (a set, a generator) is stored as the list of its items.
+            if not (hasattr(items, "__len__") and hasattr(items, "__getitem__")) or isinstance(items, dict):
+                if isinstance(items, Iterable) and not isinstance(items, dict):
                     items = list(items)
                     setattr(self, foreach, items)
                 else:

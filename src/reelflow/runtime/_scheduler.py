@@ -33,7 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..errors import ParameterError, ReelflowError, RunFailedError, RunInterruptedError
-from ..flows._decorators import StepDecorator
+from ..flows._decorators import StepDecorator, retry_delay
 from ..flows._parameters import ParameterContext
 from ..flows._project import ProjectInfo, resolve_project
 from ..flows._spec import FlowSpec
@@ -414,6 +414,8 @@ class LocalRuntime(RunLifecycle):
         # Written after the next tasks are launched (see _loop), in one transaction.
         self.state.records.append((rec, result.artifacts if result.status == "succeeded" else {}))
         if result.status == "succeeded":
+            if result.caught and not self.quiet and (spec.catch or {}).get("print_exception", True):
+                self._say(f"[{self.state.run_id}/{spec.step_name}/{spec.task_id}] @catch handled: {result.caught}")
             if not self.quiet:
                 self._say(f"[{self.state.run_id}/{spec.step_name}/{spec.task_id}] done in {rec.finished_at - started_at:.2f}s")
             self._advance(spec, p.frames, result.artifacts, result.transition or {})
@@ -424,7 +426,7 @@ class LocalRuntime(RunLifecycle):
         catch = decos.get("catch")
         times = int(retry["times"]) if retry else 0
         if spec.fallback_exception is None and spec.attempt < times:
-            delay = 60.0 * float(retry["minutes_between_retries"]) if retry else 0.0
+            delay = retry_delay(retry) if retry else 0.0
             self._say(f"[{self.state.run_id}/{spec.step_name}/{spec.task_id}] attempt {spec.attempt} failed "
                       f"({result.exception}); retrying" + (f" in {delay:.0f}s" if delay else ""))
             self.state.ready.append(Pending(dataclasses.replace(spec, attempt=spec.attempt + 1), p.frames, time.time() + delay))
@@ -510,6 +512,7 @@ class LocalRuntime(RunLifecycle):
     def _schedule(self, step: str, parent: TaskSpec | None, refs: dict[str, ArtifactRef], frames: list[dict[str, Any]]) -> None:
         node = self.graph[step]
         join_inputs = None
+        join_frames = None
         input_paths = [parent.pathspec] if parent else []
         base = refs
         if node.is_join:
@@ -522,6 +525,7 @@ class LocalRuntime(RunLifecycle):
             del self.state.buckets[(step, top["task_id"])]
             ordered = [bucket[i] for i in sorted(bucket)]
             join_inputs = [(s.step_name, s.pathspec, r) for s, r in ordered]
+            join_frames = [list(s.foreach_frames) for s, _ in ordered]
             input_paths = [s.pathspec for s, _ in ordered]
             base = dict(self.state.param_refs)
             frames = frames[:-1]
@@ -529,6 +533,7 @@ class LocalRuntime(RunLifecycle):
         visit = self.state.visits.get((step, path), 0)
         self.state.visits[(step, path)] = visit + 1
         task_key = f"{step}[{path}]#{visit}"
+        decos = self._decorators(step)
         spec = TaskSpec(
             flow_name=self.flow_name,
             run_id=self.state.run_id,
@@ -547,6 +552,9 @@ class LocalRuntime(RunLifecycle):
             visit=visit,
             project=self.project.to_json() if self.project else None,
             parallel=gang_info(node.decorators, frames),
+            join_frames=join_frames,
+            catch=dict(decos["catch"].attributes) if "catch" in decos else None,
+            retries=int(decos["retry"]["times"]) if "retry" in decos else 0,
         )
         self.state.next_task_id += 1
         clone = None

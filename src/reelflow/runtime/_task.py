@@ -8,6 +8,7 @@ scheduler records the task's metadata from the result it returns.
 from __future__ import annotations
 
 import os
+import sys
 import traceback
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 from ..errors import ReelflowError, TransitionError
 from ..flows._artifacts import ArtifactScope, Inputs, InputView
 from ..flows._current import _TaskInfo, current
+from ..flows._decorators import CaughtException
 from ..flows._spec import FlowSpec, TaskState
 from ..store import ArtifactRef, Store
 from ..store._serialize import encode
@@ -44,6 +46,11 @@ class TaskSpec:
     visit: int = 0
     project: dict[str, Any] | None = None  # ProjectInfo.to_json() of a @project flow's branch
     parallel: dict[str, Any] | None = None  # a @parallel gang member: node_index, num_nodes, main_ip, control_task_id
+    # The foreach frames of each join input (for ``inputs[i].index``), in input order.
+    join_frames: list[list[dict[str, Any]]] | None = None
+    # @catch's settings when the step has it, and the @retry count: the last try catches in the task.
+    catch: dict[str, Any] | None = None
+    retries: int = 0
 
     @property
     def pathspec(self) -> str:
@@ -58,18 +65,7 @@ class TaskResult:
     exception: str | None = None  # "Type: message"
     traceback: str | None = None
     metrics: list[tuple[str, float, int | None, float]] = field(default_factory=list)
-
-
-class CaughtException:
-    """What ``@catch(var=...)`` stores when a step failed: type, message and traceback."""
-
-    def __init__(self, type_name: str, message: str, stacktrace: str) -> None:
-        self.type = type_name
-        self.exception = message
-        self.stacktrace = stacktrace
-
-    def __repr__(self) -> str:
-        return f"CaughtException({self.type}: {self.exception})"
+    caught: str | None = None  # the exception @catch handled in the task ("Type: message")
 
 
 def _persist(flow: FlowSpec, state: TaskState, store: Store, step_name: str) -> dict[str, ArtifactRef]:
@@ -102,6 +98,25 @@ def _project_info(d: dict[str, Any] | None) -> Any:
     return ProjectInfo.from_json(d)
 
 
+def _catches(spec: TaskSpec, kind: str) -> bool:
+    """Whether a failure of this attempt is @catch's to handle here (its last try, a step whose
+    transition needs no value from the failed code)."""
+    return spec.catch is not None and spec.attempt >= spec.retries and kind not in ("foreach", "switch")
+
+
+def _catch_in_task(flow: FlowSpec, state: TaskState, spec: TaskSpec, exc: Exception) -> str:
+    """Handle a failure as Metaflow's @catch does: the task keeps what it set before the error,
+    stores the exception in ``var`` and goes on to its next step(s)."""
+    assert spec.catch is not None
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__.tb_next if exc.__traceback__ else None))
+    if spec.catch.get("print_exception", True):
+        sys.stderr.write(tb)
+    if spec.catch.get("var"):
+        setattr(flow, spec.catch["var"], CaughtException(exc, stacktrace=tb))
+    state.transition = {}
+    return f"{type(exc).__name__}: {exc}"
+
+
 def execute_task(flow_cls: type[FlowSpec], spec: TaskSpec, store: Store) -> TaskResult:
     """Run the step of ``spec`` in this process and return what the scheduler records."""
     graph = flow_cls.graph()
@@ -110,8 +125,10 @@ def execute_task(flow_cls: type[FlowSpec], spec: TaskSpec, store: Store) -> Task
     scope = ArtifactScope(store, spec.base_refs, where=spec.pathspec)
     inputs = None
     if spec.join_inputs is not None:
+        frames = spec.join_frames or [[] for _ in spec.join_inputs]
         inputs = Inputs(
-            [InputView(step, path, ArtifactScope(store, refs, where=path)) for step, path, refs in spec.join_inputs]
+            [InputView(step, path, ArtifactScope(store, refs, where=path), frames=[dict(f) for f in fr])
+             for (step, path, refs), fr in zip(spec.join_inputs, frames)]
         )
     state = TaskState(
         scope=scope,
@@ -127,7 +144,8 @@ def execute_task(flow_cls: type[FlowSpec], spec: TaskSpec, store: Store) -> Task
                       task_id=spec.task_id, attempt=spec.attempt, decorator=node.decorators.get("card"))
     outcome = "failed"
     ckpt = None
-    extra: dict[str, Any] = {"cards": cards, "project": _project_info(spec.project), "parallel": spec.parallel}
+    extra: dict[str, Any] = {"cards": cards, "project": _project_info(spec.project), "parallel": spec.parallel,
+                             "parameter_names": sorted(spec.params)}
     ck_deco = node.decorators.get("checkpoint")
     if ck_deco is not None and spec.fallback_exception is None:
         from ._checkpoint import Checkpointer
@@ -153,6 +171,7 @@ def execute_task(flow_cls: type[FlowSpec], spec: TaskSpec, store: Store) -> Task
         # Restored afterwards: in-process, later steps and the caller must not see them.
         saved_env = {k: os.environ.get(k) for k in env["vars"]}
         os.environ.update(env["vars"])
+    caught: str | None = None
     try:
         if spec.fallback_exception is not None:
             catch = node.decorators["catch"]
@@ -163,13 +182,21 @@ def execute_task(flow_cls: type[FlowSpec], spec: TaskSpec, store: Store) -> Task
                 )
             if catch["var"]:
                 type_name, _, message = spec.fallback_exception.partition(": ")
-                setattr(flow, catch["var"], CaughtException(type_name, message, spec.fallback_exception))
+                setattr(flow, catch["var"], CaughtException.from_text(type_name, message, spec.fallback_exception))
             state.transition = {}
         else:
             if ckpt is not None:
                 ckpt.restore_latest()
             func = getattr(flow, spec.step_name)
-            func(inputs) if node.is_join else func()
+            try:
+                func(inputs) if node.is_join else func()
+            except Exception as exc:
+                if not _catches(spec, node.kind):
+                    raise
+                caught = _catch_in_task(flow, state, spec, exc)
+            else:
+                if spec.catch is not None and spec.catch.get("var"):
+                    setattr(flow, spec.catch["var"], None)  # as Metaflow: None when nothing was caught
             if node.kind != "end" and state.transition is None:
                 raise TransitionError(
                     f"step {spec.step_name!r} finished without calling self.next(); end it with "
@@ -177,7 +204,8 @@ def execute_task(flow_cls: type[FlowSpec], spec: TaskSpec, store: Store) -> Task
                 )
         refs = _persist(flow, state, store, spec.step_name)
         outcome = "succeeded"
-        return TaskResult("succeeded", artifacts=refs, transition=state.transition or {}, metrics=current._take_metrics())
+        return TaskResult("succeeded", artifacts=refs, transition=state.transition or {},
+                          metrics=current._take_metrics(), caught=caught)
     except BaseException as exc:  # noqa: BLE001 - reported to the scheduler, which decides
         # The user's frames only: drop execute_task's own.
         tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__.tb_next if exc.__traceback__ else None))

@@ -1,0 +1,124 @@
+"""Names a Metaflow user imports: cards, the client's roots, ``metaflow.exception`` and ``current``."""
+
+FLOW = """
+from metaflow import FlowSpec, step, Parameter, current, card
+from metaflow.cards import Markdown, Table, Image, VegaChart, ProgressBar, Artifact
+
+
+class NamesFlow(FlowSpec):
+    alpha = Parameter("alpha", default=1)
+    beta = Parameter("beta", default="x")
+
+    @card(type="blank")
+    @step
+    def start(self):
+        current.card.append(Markdown("# hello"))
+        current.card.append(Table([[1, 2]], headers=["a", "b"]))
+        current.card.append(ProgressBar(max=10, value=3))
+        current.card.append(Artifact({"k": 1}))
+        self.names = sorted(current.parameter_names)
+        self.prod = getattr(current, "is_production", False)
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+
+if __name__ == "__main__":
+    NamesFlow()
+"""
+
+CLIENT = """
+import metaflow
+from metaflow import Flow, Run, Metaflow, DataArtifact, get_metadata, metadata, namespace, current
+from metaflow.cards import get_cards, Markdown, Table, Image, VegaChart, ProgressBar, Artifact
+from metaflow.exception import (MetaflowException, MetaflowNotFound, MetaflowNamespaceMismatch,
+                                MetaflowInvalidPathspec, MetaflowInternalError, MetaflowExceptionWrapper)
+
+namespace(None)
+emit(get_metadata().split("@")[0])
+emit(metadata("local").split("@")[0])
+emit([f.id for f in Metaflow().flows])
+run = Flow("NamesFlow").latest_run
+task = run["start"].task
+emit(task.data.names)
+emit(task.data.prod)
+emit(DataArtifact(task.pathspec + "/names").data)
+emit(len(get_cards(task)) >= 1)
+emit(current.is_running_flow)
+
+def kind(call):
+    try:
+        call()
+    except MetaflowNamespaceMismatch:
+        return "mismatch"
+    except MetaflowInvalidPathspec:
+        return "invalid"
+    except MetaflowNotFound:
+        return "notfound"
+    except MetaflowException:
+        return "other"
+    return "none"
+
+emit(kind(lambda: Flow("NoSuchFlow")))
+emit(kind(lambda: Run("NamesFlow/99999")))
+emit(kind(lambda: Run("NamesFlow")))
+namespace("user:someone-else")
+emit(kind(lambda: Run(run.pathspec)))
+emit(issubclass(MetaflowInternalError, MetaflowException))
+try:
+    raise MetaflowException(msg="custom")
+except MetaflowException as exc:
+    emit(str(exc))
+"""
+
+
+def test_names_import_and_behave(engine):
+    path = engine.write("names_flow.py", FLOW)
+    engine.run(path, "run")
+    out = engine.client(CLIENT)
+    assert out == [
+        "local", "local", ["NamesFlow"], ["alpha", "beta"], False, ["alpha", "beta"], True, False,
+        "notfound", "notfound", "invalid", "mismatch", True, "custom",
+    ]
+
+
+def test_is_production_is_false_without_project(engine):
+    if engine.name != "reelflow":  # Metaflow defines it only under @project
+        return
+    path = engine.write("prod_flow.py", """
+        from metaflow import FlowSpec, step, current
+
+        class ProdFlow(FlowSpec):
+            @step
+            def start(self):
+                self.prod = current.is_production
+                self.next(self.end)
+
+            @step
+            def end(self):
+                pass
+
+        if __name__ == "__main__":
+            ProdFlow()
+        """)
+    engine.run(path, "run")
+    assert engine.client("""
+        from metaflow import Flow, namespace
+        namespace(None)
+        emit(Flow("ProdFlow").latest_run["start"].task.data.prod)
+        """) == [False]
+
+
+def test_metadata_rejects_a_service(monkeypatch, tmp_path):
+    import pytest
+
+    from reelflow import ReelflowError, get_metadata, metadata
+    from reelflow.client import default_metadata
+
+    monkeypatch.setenv("REELFLOW_HOME", str(tmp_path / "a"))
+    with pytest.raises(ReelflowError, match="metadata service is not used"):
+        metadata("service@http://example.invalid")
+    assert metadata(f"local@{tmp_path / 'b'}") == f"local@{tmp_path / 'b'}"
+    assert default_metadata() == get_metadata() == f"local@{tmp_path / 'a'}"
