@@ -35,6 +35,8 @@ __all__ = [
     "trigger_on_finish",
     "project",
     "namespaced_event_name",
+    "Config",
+    "config_expr",
     "pypi",
     "conda",
     "pypi_base",
@@ -83,6 +85,8 @@ _LAZY = {
     "trigger": "reelflow.flows",
     "trigger_on_finish": "reelflow.flows",
     "project": "reelflow.flows",
+    "Config": "reelflow.flows",
+    "config_expr": "reelflow.flows",
     "namespaced_event_name": "reelflow.flows",
     "pypi": "reelflow.flows",
     "conda": "reelflow.flows",
@@ -122,6 +126,7 @@ if TYPE_CHECKING:  # what IDEs and mypy see
     )
     from .errors import ReelflowError
     from .flows import (
+        Config,
         FlowSpec,
         IncludeFile,
         JSONType,
@@ -131,6 +136,7 @@ if TYPE_CHECKING:  # what IDEs and mypy see
         conda,
         conda_base,
         checkpoint,
+        config_expr,
         current,
         environment,
         namespaced_event_name,

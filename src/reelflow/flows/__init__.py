@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ._artifacts import Inputs, InputView
+from ._config import Config, ConfigValue, config_expr
 from ._current import Current, current
 from ._decorators import StepDecorator, card, catch, checkpoint, environment, parallel, resources, retry, step, timeout
 from ._environments import conda, conda_base, pypi, pypi_base
@@ -33,6 +34,9 @@ __all__ = [
     "trigger",
     "trigger_on_finish",
     "project",
+    "Config",
+    "ConfigValue",
+    "config_expr",
     "namespaced_event_name",
     "pypi",
     "conda",

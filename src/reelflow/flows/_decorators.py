@@ -67,7 +67,10 @@ class StepDecorator:
                 f"{', '.join(sorted(self.defaults))}"
             )
         self.attributes = {**self.defaults, **attributes}
-        self.validate()
+        from ._config import has_deferred
+
+        if not any(has_deferred(v) for v in attributes.values()):  # else checked once the run's configs are known
+            self.validate()
 
     def validate(self) -> None:
         """Check the attributes; raise FlowDefinitionError naming the bad one."""

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import MergeArtifactsError, ParameterDefinitionError, ParameterError, TransitionError
 from ._artifacts import ArtifactScope, Inputs, foreach_value
+from ._config import Config, ConfigSlot
 from ._graph import RESERVED, FlowGraph
 from ._parameters import Parameter
 
@@ -97,6 +98,9 @@ class FlowSpec:
             if isinstance(value, Parameter):
                 value.attr_name = attr
                 setattr(cls, attr, _ParamSlot(value))
+            elif isinstance(value, Config):
+                value.attr_name = attr
+                setattr(cls, attr, ConfigSlot(value))
 
     def __init__(self, use_cli: bool = True) -> None:
         if use_cli and _is_script_entry(type(self)):
@@ -123,6 +127,16 @@ class FlowSpec:
             for attr, value in vars(klass).items():
                 if isinstance(value, _ParamSlot):
                     out[attr] = value.param
+        return out
+
+    @classmethod
+    def _flow_configs(cls) -> dict[str, Config]:
+        """The flow's configs (``Config``) by attribute name."""
+        out: dict[str, Config] = {}
+        for klass in reversed(cls.__mro__):
+            for attr, value in vars(klass).items():
+                if isinstance(value, ConfigSlot):
+                    out[attr] = value.config
         return out
 
     @classmethod

@@ -131,6 +131,7 @@ def _make_runtime(flow_cls: type[FlowSpec], ctx_obj: dict[str, Any], **kw: Any) 
             executor=executor,
             executor_options=executor_options,
             project=project,
+            configs=ctx_obj.get("configs"),
         )
     except BaseException:
         if zygote is not None:
@@ -148,6 +149,12 @@ def _project(flow_cls: type[FlowSpec], ctx_obj: dict[str, Any], kw: dict[str, An
     if info is not None and not kw.get("quiet"):
         click.echo(f"Project: {info.project_name}, Branch: {info.branch_name}")
     return info
+
+
+def _user() -> str:
+    from ..config import load_config
+
+    return str(load_config().user)
 
 
 def _project_options() -> list[click.Parameter]:
@@ -182,13 +189,25 @@ def build_cli(flow_cls: type[FlowSpec]) -> click.Group:
                   help="Attach a decorator to every step, e.g. --with retry.")
     @click.option("--environment", default=None, hidden=True,
                   help="Metaflow's --environment=pypi|conda: accepted; steps run in this Python environment.")
+    @click.option("--config", "config_files", nargs=2, multiple=True, metavar="NAME FILE",
+                  help="Read config NAME of the flow from FILE (repeatable).")
+    @click.option("--config-value", "config_texts", nargs=2, multiple=True, metavar="NAME TEXT",
+                  help="Config NAME of the flow given as text (JSON unless the config has a parser).")
     @click.pass_context
     @_guard
-    def cli(ctx: click.Context, with_specs: Sequence[str], environment: str | None = None, branch: str | None = None,
-            production: bool = False) -> None:
+    def cli(ctx: click.Context, with_specs: Sequence[str], environment: str | None = None,
+            config_files: Sequence[tuple[str, str]] = (), config_texts: Sequence[tuple[str, str]] = (),
+            branch: str | None = None, production: bool = False) -> None:
         flow_cls.graph()  # every graph check before anything runs
         ctx.obj = {"with": with_specs, "branch": branch, "production": production,
                    "environment": None if environment in (None, "local") else environment}
+        if flow_cls._flow_configs() or config_files or config_texts:
+            from ..flows._config import apply_configs, config_values
+
+            # Fixed before anything forks (the fork server copies this class as it is now).
+            values = config_values(flow_cls, dict(config_files), dict(config_texts), user=_user())
+            apply_configs(flow_cls, values)
+            ctx.obj["configs"] = values
 
     from ..flows._project import project_spec
 

@@ -34,6 +34,7 @@ from typing import Any
 
 from ..errors import ParameterError, ReelflowError, RunFailedError, RunInterruptedError
 from ..flows._decorators import StepDecorator, retry_delay
+from ..flows._config import apply_configs, config_values
 from ..flows._parameters import ParameterContext
 from ..flows._project import ProjectInfo, resolve_project
 from ..flows._spec import FlowSpec
@@ -74,6 +75,8 @@ class LocalRuntime(RunLifecycle):
     executor_options : keyword arguments of the executor (Ray: ``address``, ``num_cpus``).
     project : the ``@project`` branch of the run (default: the user's branch, or the one the
         scheduler of a deployment sets); ignored for a flow without ``@project``.
+    configs : the run's ``Config`` values by attribute (default: from the configs' defaults);
+        ``resume`` always reuses the origin run's.
     """
 
     def __init__(
@@ -93,6 +96,7 @@ class LocalRuntime(RunLifecycle):
         executor: str | None = None,
         executor_options: Mapping[str, Any] | None = None,
         project: ProjectInfo | None = None,
+        configs: Mapping[str, Any] | None = None,
     ) -> None:
         self.flow_cls = flow_cls
         self.graph = flow_cls.graph()
@@ -114,11 +118,16 @@ class LocalRuntime(RunLifecycle):
         self.tmp_base = self.store.config.home / "tmp"
         self.state = RunState()  # replaced by a fresh one for each run
         self.project = project or resolve_project(flow_cls, user=self.user)
+        self.configs = None if configs is None else dict(configs)
+        self.config_values: dict[str, Any] = {}  # those of the run being executed
 
     # -- entry points ------------------------------------------------------------
     def run(self, raw_params: Mapping[str, Any] | None = None) -> str:
         """Start a new run; return its id or raise RunFailedError."""
+        self._apply_configs(dict(self.configs) if self.configs is not None
+                            else config_values(self.flow_cls, user=self.user))
         params = self._resolve_params(raw_params or {})
+        params.update(self.config_values)  # stored like parameters: read-only artifacts of every step
         self.store.preflight()  # an unusable store is one clear error before any run is recorded
         param_refs = {name: self.store.save(value) for name, value in params.items()}
         self.state = RunState()
@@ -176,6 +185,12 @@ class LocalRuntime(RunLifecycle):
         param_refs = {
             name: ArtifactRef(p["key"], p["size"], p["type"]) for name, p in origin_run["params"].items()
         }
+        declared = self.flow_cls._flow_configs()
+        if declared:  # the origin run's configs, so decorators and steps see what the origin saw
+            values = config_values(self.flow_cls, user=self.user) if set(declared) - set(param_refs) else {}
+            values.update({a: self.store.load(param_refs[a].key, what=f"config {a!r} of the origin run")
+                           for a in declared if a in param_refs})
+            self._apply_configs(values)
         self.state = RunState()
         with self._signals():
             self._open_executor()
@@ -189,6 +204,10 @@ class LocalRuntime(RunLifecycle):
             return self._execute(run_id, param_refs, origin=Origin(origin_run_id, tasks, rerun))
 
     # -- setup ---------------------------------------------------------------------
+    def _apply_configs(self, values: dict[str, Any]) -> None:
+        apply_configs(self.flow_cls, values)
+        self.config_values = values
+
     def _resolve_params(self, raw: Mapping[str, Any]) -> dict[str, Any]:
         declared = self.flow_cls.parameters()
         by_name = {p.name: (attr, p) for attr, p in declared.items()}
@@ -555,6 +574,7 @@ class LocalRuntime(RunLifecycle):
             join_frames=join_frames,
             catch=dict(decos["catch"].attributes) if "catch" in decos else None,
             retries=int(decos["retry"]["times"]) if "retry" in decos else 0,
+            configs=self.config_values or None,
         )
         self.state.next_task_id += 1
         clone = None

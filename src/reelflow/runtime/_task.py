@@ -51,6 +51,7 @@ class TaskSpec:
     # @catch's settings when the step has it, and the @retry count: the last try catches in the task.
     catch: dict[str, Any] | None = None
     retries: int = 0
+    configs: dict[str, Any] | None = None  # the run's Config values (decorators that use them are resolved)
 
     @property
     def pathspec(self) -> str:
@@ -119,6 +120,10 @@ def _catch_in_task(flow: FlowSpec, state: TaskState, spec: TaskSpec, exc: Except
 
 def execute_task(flow_cls: type[FlowSpec], spec: TaskSpec, store: Store) -> TaskResult:
     """Run the step of ``spec`` in this process and return what the scheduler records."""
+    if spec.configs:
+        from ..flows._config import apply_configs
+
+        apply_configs(flow_cls, spec.configs)  # nothing to do when this process already has them
     graph = flow_cls.graph()
     node = graph[spec.step_name]
     flow = flow_cls.__new__(flow_cls)

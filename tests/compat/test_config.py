@@ -1,0 +1,113 @@
+"""Config (Metaflow 2.13+): files, values, defaults, parsers, config_expr in decorators and defaults, resume."""
+
+from __future__ import annotations
+
+import json
+
+CFG = {"alpha": 0.25, "retries": 2, "cpu": 2, "model": {"name": "ease", "factors": [8, 16]}}
+OTHER = {"alpha": 0.5, "retries": 1, "cpu": 1, "model": {"name": "als", "factors": [4]}}
+
+FLOW = """
+import os
+from metaflow import FlowSpec, Parameter, step, Config, config_expr, current, environment, resources, retry
+
+
+def parse_kv(text):
+    return dict(line.split("=", 1) for line in text.splitlines() if line.strip())
+
+
+class ConfigCompatFlow(FlowSpec):
+    cfg = Config("cfg", default="cfg.json")
+    kv = Config("kv", default_value="a=1\\nb=2", parser=parse_kv)
+    alpha = Parameter("alpha", default=config_expr("cfg.alpha"))
+
+    @environment(vars={"MODEL_NAME": config_expr("cfg.model.name.upper()")})
+    @retry(times=config_expr("cfg.retries"), minutes_between_retries=0)
+    @resources(cpu=cfg.cpu)
+    @step
+    def start(self):
+        if current.retry_count < self.cfg.retries:
+            raise RuntimeError("not yet")
+        self.attempts = current.retry_count
+        self.seen = [self.cfg.model.name, self.cfg["model"]["factors"], list(self.cfg.model.factors),
+                     self.kv.a, self.kv["b"], self.alpha, os.environ.get("MODEL_NAME"),
+                     isinstance(self.cfg, dict), sorted(self.cfg)]
+        errors = []
+        for attempt in (lambda: setattr(self, "cfg", {}), lambda: self.cfg.__setitem__("x", 1),
+                        lambda: setattr(self.cfg, "x", 1)):
+            try:
+                attempt()
+                errors.append(None)
+            except (AttributeError, TypeError) as exc:
+                errors.append(isinstance(exc, AttributeError))
+        self.errors = errors
+        self.next(self.end)
+
+    @step
+    def end(self):
+        if os.path.exists("fail_end"):
+            raise RuntimeError("asked to fail")
+        self.end_name = self.cfg.model.name
+
+
+if __name__ == "__main__":
+    ConfigCompatFlow()
+"""
+
+READ = """
+from metaflow import Flow, namespace
+namespace(None)
+for r in sorted(Flow("ConfigCompatFlow"), key=lambda r: r.created_at):
+    start = r["start"].task
+    emit([r.successful, start.data.attempts, start.data.seen, start.data.errors, start.data.cfg, start.data.kv,
+          r["end"].task.data.end_name if r.successful else None])
+"""
+
+
+def _flow(engine):
+    path = engine.write("config_flow.py", FLOW)
+    (path.parent / "cfg.json").write_text(json.dumps(CFG))
+    (path.parent / "other.json").write_text(json.dumps(OTHER))
+    return path
+
+
+def test_config_from_default_file_option_and_value(engine):
+    path = _flow(engine)
+    engine.run(path, "run")
+    engine.run(path, "--config", "cfg", "other.json", "run")
+    engine.run(path, "--config-value", "cfg", json.dumps({**OTHER, "model": {"name": "knn", "factors": []}}),
+               "--config-value", "kv", "a=7\nb=8", "run", "--alpha", "0.75")
+    out = engine.client(READ)
+    assert out == [
+        [True, 2, ["ease", [8, 16], [8, 16], "1", "2", 0.25, "EASE", True, ["alpha", "cpu", "model", "retries"]],
+         [True, False, False], CFG, {"a": "1", "b": "2"}, "ease"],
+        [True, 1, ["als", [4], [4], "1", "2", 0.5, "ALS", True, ["alpha", "cpu", "model", "retries"]],
+         [True, False, False], OTHER, {"a": "1", "b": "2"}, "als"],
+        [True, 1, ["knn", [], [], "7", "8", 0.75, "KNN", True, ["alpha", "cpu", "model", "retries"]],
+         [True, False, False], {**OTHER, "model": {"name": "knn", "factors": []}}, {"a": "7", "b": "8"}, "knn"],
+    ]
+
+
+def test_resume_reuses_the_origin_runs_config(engine):
+    path = _flow(engine)
+    (path.parent / "fail_end").write_text("")
+    res = engine.run(path, "--config", "cfg", "other.json", "run", check=False)
+    assert res.returncode != 0
+    (path.parent / "fail_end").unlink()
+    engine.run(path, "resume")
+    out = engine.client(READ)
+    assert [o[0] for o in out] == [False, True]
+    assert out[1][4] == OTHER and out[1][6] == "als"  # not cfg.json, the default
+
+
+def test_bad_config_input_is_one_clear_error(engine):
+    path = _flow(engine)
+    (path.parent / "broken.json").write_text("{not json")
+    for args, words in [(("--config", "cfg", "missing.json"), ("missing.json",)),
+                        (("--config", "cfg", "broken.json"), ("json",)),
+                        (("--config", "nope", "cfg.json"), ("nope",))]:
+        res = engine.run(path, *args, "run", check=False)
+        text = (res.stdout + res.stderr).lower()
+        assert res.returncode != 0 and all(w in text for w in words), (args, text[-2000:])
+        if engine.name == "reelflow":
+            assert "Traceback" not in res.stderr and res.returncode == 2
