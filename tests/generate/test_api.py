@@ -161,3 +161,37 @@ def test_a_retouched_image_is_approved_in_place_of_the_output(reelflow_home, tmp
     assert not np.array_equal(load_output_image(a), truth[0])  # the raw output is kept as it was
     r = CliRunner().invoke(main, ["review", "approve", str(a), str(b), "--image", str(tmp_path / "fix.png")])
     assert r.exit_code == 1 and "one ID at a time" in r.output
+
+
+class _FailsOnSeed:
+    """A model that fails on one seed: the job stops part-way through."""
+
+    size = SIZE
+
+    def __init__(self, bad: int) -> None:
+        self.bad = bad
+
+    def generate(self, sketches, *, seeds, device=None):
+        if self.bad in seeds:
+            raise RuntimeError(f"injected failure on seed {self.bad}")
+        return np.stack([np.full((SIZE, SIZE, 3), s, np.uint8) for s in seeds])
+
+
+@pytest.mark.parametrize("commit_every", [0.0, 3600.0])
+def test_rows_are_committed_together_and_a_failure_keeps_what_was_stored(reelflow_home, commit_every):
+    from reelflow.generate import GenerationItem, GenerationSettings, list_outputs, make_pairs, run_generation
+    from reelflow.generate._sources import ResolvedModel
+    from reelflow.store import get_store
+
+    sk, _ = make_pairs(6, seed=3, size=SIZE)
+    items = [GenerationItem(name=str(i), seed=i, sketch=s) for i, s in enumerate(sk)]
+    settings = GenerationSettings(device="cpu", batch_size=2)
+    resolved = ResolvedModel(_FailsOnSeed(4), "t", "registry", "t/1", "x")
+    with pytest.raises(RuntimeError, match="injected failure on seed 4"):
+        run_generation(resolved, items, settings, store=get_store(), verbose=False, commit_every=commit_every)
+    # batches (0, 1) and (2, 3) were stored before the failure: their rows are committed either way
+    assert sorted(r["lineage"]["seed"] for r in list_outputs(limit=None)) == [0, 1, 2, 3]
+    resolved = ResolvedModel(_FailsOnSeed(-1), "t", "registry", "t/1", "x")
+    rows = run_generation(resolved, items, settings, store=get_store(), verbose=False, commit_every=commit_every)
+    assert [r["reused"] for r in rows] == [True] * 4 + [False] * 2  # the next run makes only seeds 4 and 5
+    assert [r["lineage"]["seed"] for r in rows] == list(range(6)) and len({r["id"] for r in rows}) == 6

@@ -71,6 +71,24 @@ def test_local_blob_write_leaves_no_temp_files(tmp_path):
     assert [p.name for p in (tmp_path / "ef").iterdir()] == ["ef" + "1" * 30]
 
 
+def test_a_prefix_folder_removed_after_a_put_is_made_again(tmp_path):
+    import shutil
+
+    bs = LocalBlobStore(tmp_path)
+    assert bs.put("ef" + "1" * 30, [b"one"])
+    shutil.rmtree(tmp_path / "ef")  # the store remembers it made "ef"; a put must not trust that blindly
+    assert bs.put("ef" + "2" * 30, [b"two"])
+    assert bytes(bs.get("ef" + "2" * 30)) == b"two"
+    assert [p.name for p in (tmp_path / "ef").iterdir()] == ["ef" + "2" * 30]
+
+
+def test_already_compressed_bytes_are_stored_as_they_are():
+    png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 5000  # would shrink a lot, but a PNG's payload does not
+    blob = encode(png)
+    assert blob.stored_size >= blob.raw_size and decode(b"".join(bytes(c) for c in blob.chunks), blob.key) == png
+    assert encode(b"\x00" * 5008).stored_size < 1000  # other bytes are still compressed where it pays
+
+
 def test_store_saves_once(tmp_path):
     st = Store(load_config(tmp_path))
     a = st.save(np.ones(1000))

@@ -16,7 +16,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,12 +89,14 @@ def run_generation(
     pathspec: str | None = None,
     on_progress: Callable[[int, int, int], None] | None = None,
     verbose: bool | None = None,
+    commit_every: float = 1.0,
 ) -> list[dict[str, Any]]:
     """Generate every item that has no output yet; return one output row per item, in order.
 
     Rows carry ``id``, ``key`` (the PNG's blob), ``lineage`` and ``reused`` (True when an
     identical earlier request already produced it). ``on_progress(done, total, generated)``
-    is called after every batch.
+    is called after every batch. Rows are committed together, at most every ``commit_every``
+    seconds and at the end (a failure part-way commits what was stored before it).
     """
     from .._progress import progress
     from ..store._review_db import review_tables
@@ -124,10 +126,23 @@ def run_generation(
         on_progress(done, len(items), 0)
     lineage_base = resolved.lineage()
     counts = {"done": done, "generated": 0}
+    # Rows of stored images wait here until the next commit (in the writer thread only).
+    waiting: list[tuple[int, dict[str, Any]]] = []
+    last_commit = [time.monotonic()]
+
+    def commit() -> None:
+        """Record the waiting rows in one transaction (their blobs are already written)."""
+        if not waiting:
+            return
+        batch = list(waiting)
+        for (i, _), row in zip(batch, tables.add_outputs([r for _, r in batch])):
+            rows[i] = {**row, "reused": False}
+        del waiting[:len(batch)]
+        last_commit[0] = time.monotonic()
 
     def store_batch(batch: list[int], images: Any, now: float, seconds: float, bar: Any) -> None:
-        """Encode, store and record one batch (in the writer thread, while the next batch generates)."""
-        new_rows = []
+        """Encode and store one batch (in the writer thread, while the next batch generates); its rows
+        are committed with the next commit, at most ``commit_every`` seconds later."""
         for i, img in zip(batch, images):
             item, rk = items[i], keys[i]
             if item.sketch is not None:
@@ -140,12 +155,11 @@ def run_generation(
             data = png_bytes(np.asarray(img), {"reelflow:request": rk, "reelflow:model": resolved.version,
                                                "reelflow:seed": str(item.seed)})
             ref = store.save(data)
-            new_rows.append({"request_key": rk, "key": ref.key, "size": len(data), "input_key": inputs[i],
-                             "input_name": item.name, "model": resolved.ref, "pathspec": pathspec,
-                             "lineage": lineage, "created_at": now, "user": store.config.user})
-        # one transaction per batch: the rows appear together, after their blobs are durable
-        for i, row in zip(batch, tables.add_outputs(new_rows)):
-            rows[i] = {**row, "reused": False}
+            waiting.append((i, {"request_key": rk, "key": ref.key, "size": len(data), "input_key": inputs[i],
+                                "input_name": item.name, "model": resolved.ref, "pathspec": pathspec,
+                                "lineage": lineage, "created_at": now, "user": store.config.user}))
+        if time.monotonic() - last_commit[0] >= commit_every:
+            commit()
         counts["generated"] += len(batch)
         counts["done"] += len(batch)
         bar.update(len(batch))
@@ -154,26 +168,40 @@ def run_generation(
 
     step = max(1, settings.batch_size)
     # Storing overlaps generating: PNG encoding, hashing and file writes release the GIL, so
-    # with one writer thread the platform's own work hides behind the model's.
+    # with one writer thread the platform's own work hides behind the model's. Rows are
+    # committed in one transaction per ``commit_every`` seconds, not per batch: each commit
+    # costs a syncfs (blobs durable before rows name them) and a database transaction. A
+    # failure commits what was stored before it; a kill loses at most that long of rows,
+    # whose images the next run regenerates (their blobs are found, not written again).
     with progress(total=len(todo), desc=f"generating with {resolved.ref}", unit="image", verbose=verbose) as bar, \
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="reelflow-gen-writer") as writer:
         pending: Future[None] | None = None
-        for b in range(0, len(todo), step):
-            batch = todo[b:b + step]
-            batch_items = [items[i] for i in batch]
-            seeds = [it.seed for it in batch_items]
-            t0 = time.time()
-            if batch_items[0].sketch is not None:
-                images = model.generate(np.stack([np.asarray(it.sketch) for it in batch_items]), seeds=seeds,
-                                        device=device)
-            else:
-                images = model.generate([it.prompt for it in batch_items], seeds=seeds, steps=settings.steps,
-                                        guidance=settings.guidance, negative_prompt=settings.negative_prompt,
-                                        device=device)
-            now = time.time()
+        try:
+            for b in range(0, len(todo), step):
+                batch = todo[b:b + step]
+                batch_items = [items[i] for i in batch]
+                seeds = [it.seed for it in batch_items]
+                t0 = time.time()
+                if batch_items[0].sketch is not None:
+                    images = model.generate(np.stack([np.asarray(it.sketch) for it in batch_items]), seeds=seeds,
+                                            device=device)
+                else:
+                    images = model.generate([it.prompt for it in batch_items], seeds=seeds, steps=settings.steps,
+                                            guidance=settings.guidance, negative_prompt=settings.negative_prompt,
+                                            device=device)
+                now = time.time()
+                if pending is not None:
+                    pending.result()  # at most one batch in flight; its errors surface here
+                pending = writer.submit(store_batch, batch, images, now, (now - t0) / len(batch), bar)
             if pending is not None:
-                pending.result()  # at most one batch in flight; its errors surface here
-            pending = writer.submit(store_batch, batch, images, now, (now - t0) / len(batch), bar)
-        if pending is not None:
-            pending.result()
+                pending.result()
+        except BaseException:
+            if pending is not None:
+                wait([pending])  # the batch in flight, if any, is stored before its rows are committed
+            try:
+                writer.submit(commit).result()  # what was stored before the failure is kept
+            except Exception:  # noqa: BLE001 - the first error is the one to show
+                pass
+            raise
+        writer.submit(commit).result()
     return [r for r in rows if r is not None]

@@ -35,6 +35,9 @@ _SAMPLE_FROM = 1 << 20
 _SAMPLE_SIZE = 1 << 17
 _MIN_GAIN = 0.85  # compress only when it saves at least 15 %
 _SMALL = 256  # tiny parts are never worth a codec
+# Bytes that start like an already-compressed format (PNG, JPEG, gzip, zstd, zip, WebP/RIFF)
+# are stored as they are: trying zstd on them costs time and saves nothing.
+_PACKED = (b"\x89PNG", b"\xff\xd8\xff", b"\x1f\x8b", b"\x28\xb5\x2f\xfd", b"PK\x03\x04", b"RIFF")
 
 # zstd contexts are not thread-safe (sharing one across threads corrupts output and can
 # crash the interpreter), so each thread gets its own; creating one per call would cost
@@ -118,8 +121,9 @@ def encode(obj: Any) -> EncodedBlob:
     header = bytearray(MAGIC)
     header += _COUNT.pack(len(raw))
     body: list[bytes | memoryview] = []
+    packed = isinstance(obj, (bytes, bytearray)) and obj.startswith(_PACKED)
     for part in raw:
-        codec, stored = _maybe_compress(part)
+        codec, stored = (RAW, part) if packed else _maybe_compress(part)
         header += _PART.pack(codec, len(part), len(stored))
         body.append(stored)
     return EncodedBlob(key, [bytes(header), *body], sum(len(p) for p in raw))
