@@ -136,3 +136,17 @@ def test_gang_on_ray_starts_in_one_placement_group(engine, tmp_path):
     assert out[0][:2] == [True, 33] and out[1] == 3
     ips = {n[2] for n in out[0][2]}
     assert [n[:2] for n in out[0][2]] == [[0, 3], [1, 3], [2, 3]] and len(ips) == 1 and ips != {""}
+
+
+def test_a_gang_bigger_than_the_ray_cluster_is_refused():
+    pytest.importorskip("ray")
+    from reelflow.errors import ExecutorError
+    from reelflow.runtime._ray_gang import RayGangs
+    from reelflow.runtime._task import TaskSpec
+
+    specs = [TaskSpec(flow_name="G", run_id="1", step_name="train", task_id=2 + i, attempt=0, task_key="k",
+                      input_paths=[], base_refs={}, params=frozenset(), user="u", tags=frozenset(),
+                      parallel={"node_index": i, "num_nodes": 3, "main_ip": "127.0.0.1", "control_task_id": "2"})
+             for i in range(3)]
+    with pytest.raises(ExecutorError, match=r"gang of 3 tasks needs 3 x \(cpu=1\) at once .* CPU=2 in all"):
+        RayGangs().reserve(specs, {"num_cpus": 1}, [{"CPU": 2.0}])

@@ -105,6 +105,23 @@ def test_nbrunner_runs_a_flow_defined_in_the_calling_script(engine):
     assert engine.client(NOTEBOOK) == [[True, 42], []]
 
 
+def test_nbrunner_reads_a_cell_kept_in_linecache(engine):
+    """A notebook cell has no file: IPython keeps its lines in linecache under a made-up name."""
+    if engine.name == "metaflow":
+        pytest.skip("Metaflow's NBRunner needs a live IPython kernel (it reads the cell from its history)")
+    cell = NOTEBOOK.replace("from metaflow import", "from reelflow import")
+    out = engine.client(
+        f"""
+        import linecache
+        cell = {cell!r}
+        name = "<ipython-input-7-0123456789ab>"
+        linecache.cache[name] = (len(cell), None, cell.splitlines(keepends=True), name)
+        exec(compile(cell, name, "exec"), {{"__name__": "__main__", "emit": emit}})
+        """
+    )
+    assert out == [[True, 42], []]
+
+
 def test_runner_bad_input(engine, tmp_path):
     if engine.name == "metaflow":
         pytest.skip("the messages are reelflow's own")

@@ -47,6 +47,7 @@ from .._extras import require
 from ..errors import ExecutorError
 from ._executors import Attempt, ExecutorContext
 from ._logs import LogSink
+from ._ray_gang import RayGangs, with_main_ip
 from ._task import TaskResult, TaskSpec, execute_task
 
 __all__ = ["RayExecutor", "ray_resources", "snapshot_code"]
@@ -208,7 +209,7 @@ class RayExecutor:
         self.code = snapshot_code(ctx.flow_cls, ctx.store)
         self._remote = ray.remote(max_retries=0)(_ray_attempt)
         self.running: dict[Any, _RayAttempt] = {}
-        self._gangs: dict[tuple[str, str, int], list[Any]] = {}  # gang -> [placement group, members left]
+        self._gangs = RayGangs()  # the placement groups of @parallel gangs
 
     # -- cluster checks ----------------------------------------------------------------
     def _refresh_nodes(self) -> list[dict[str, float]]:
@@ -261,47 +262,11 @@ class RayExecutor:
         return max(16, int(cpus) * 4)  # Ray queues what does not fit; keep every node busy
 
     def prepare_gang(self, specs: list[TaskSpec], decorators: dict[str, Any]) -> list[TaskSpec]:
-        """Reserve a placement group for a ``@parallel`` gang: all members start together or none does."""
-        from ray.util.placement_group import placement_group
-
-        from ._gang import gang_key
-
+        """Reserve a placement group for a ``@parallel`` gang (see ``_ray_gang.py``)."""
         opts = ray_resources(decorators)
         self._check_feasible(specs[0], opts)
-        bundle = _as_cluster_request(opts) or {"CPU": 0.01}
-        totals: dict[str, float] = {}
-        for node in self._nodes:
-            for k, v in node.items():
-                totals[k] = totals.get(k, 0.0) + v
-        short = [k for k, v in bundle.items() if totals.get(k, 0.0) < v * len(specs)]
-        if short:
-            raise ExecutorError(
-                f"its gang of {len(specs)} tasks needs {len(specs)} x ({_describe_request(opts)}) at once but the "
-                f"Ray cluster has only {', '.join(f'{k}={totals.get(k, 0.0):g}' for k in short)} in all; lower "
-                "num_parallel or the step's @resources, or add nodes"
-            )
-        pg = placement_group([dict(bundle) for _ in specs], strategy="SPREAD", name=f"reelflow:{specs[0].pathspec}")
-        self._gangs[gang_key(specs[0])] = [pg, len(specs)]
+        self._gangs.reserve(specs, opts, self._nodes)
         return specs
-
-    def _gang_ended(self, spec: TaskSpec) -> None:
-        from ._gang import gang_key
-
-        entry = self._gangs.get(gang_key(spec))
-        if entry is None:
-            return
-        entry[1] -= 1
-        if entry[1] <= 0:
-            del self._gangs[gang_key(spec)]
-            self._remove_pg(entry[0])
-
-    def _remove_pg(self, pg: Any) -> None:
-        from ray.util.placement_group import remove_placement_group
-
-        try:
-            remove_placement_group(pg)
-        except Exception:  # noqa: BLE001 - already gone with the cluster
-            pass
 
     def submit(self, spec: TaskSpec, frames: list[dict[str, Any]], *, timeout_seconds: float, now: float,
                decorators: dict[str, Any]) -> None:
@@ -309,14 +274,7 @@ class RayExecutor:
         self._check_feasible(spec, opts)
         job: dict[str, Any] = {"spec": spec, "code": self.code, "config": self.ctx.store.config}
         if spec.parallel is not None:
-            from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
-
-            from ._gang import gang_key
-
-            pg = self._gangs[gang_key(spec)][0]
-            job["pg"] = pg
-            opts["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
-                placement_group=pg, placement_group_bundle_index=int(spec.parallel["node_index"]))
+            job["pg"], opts["scheduling_strategy"] = self._gangs.placement(spec)
         ref = self._remote.options(name=f"reelflow:{spec.pathspec}", **opts).remote(job)
         a = _RayAttempt(spec, frames, now, ref, deadline=now + timeout_seconds if timeout_seconds else None)
         self.running[ref] = a
@@ -337,14 +295,14 @@ class RayExecutor:
             a = self.running.pop(ref)
             out.append((a, self._collect(a)))
             if a.spec.parallel is not None:
-                self._gang_ended(a.spec)
+                self._gangs.ended(a.spec)
         now = time.time()
         for ref, a in list(self.running.items()):
             if a.deadline and now > a.deadline:
                 ray.cancel(ref, force=True)
                 del self.running[ref]
                 if a.spec.parallel is not None:
-                    self._gang_ended(a.spec)
+                    self._gangs.ended(a.spec)
                 out.append((a, TaskResult("failed", exception=(
                     f"TimeoutError: step {a.spec.step_name!r} timed out after {a.deadline - a.started_at:.0f}s "
                     "(@timeout); raise the limit or make the step faster"))))
@@ -393,9 +351,7 @@ class RayExecutor:
                 result = self._collect(a) if ref in ready else None
                 out.append((a, result if result is not None and result.status == "succeeded" else None))
         self.running.clear()
-        for pg, _ in self._gangs.values():
-            self._remove_pg(pg)
-        self._gangs.clear()
+        self._gangs.release_all()
         return out
 
     def shutdown(self) -> None:
@@ -488,7 +444,7 @@ def _ray_attempt(job: dict[str, Any]) -> dict[str, Any]:
     sys.stdout = _Capture(sinks["stdout"])  # type: ignore[assignment]
     sys.stderr = _Capture(sinks["stderr"])  # type: ignore[assignment]
     if spec.parallel is not None and job.get("pg") is not None:
-        spec = _with_main_ip(spec, job["pg"])
+        spec = with_main_ip(spec, job["pg"])
     try:
         try:
             flow_cls = _load_flow(job["code"], store)
@@ -517,18 +473,3 @@ def _ray_attempt(job: dict[str, Any]) -> dict[str, Any]:
         "node_id": node_id,
     }
 
-
-def _with_main_ip(spec: TaskSpec, pg: Any) -> TaskSpec:
-    """``spec`` with ``parallel.main_ip``: the address of the node that holds the gang's member 0."""
-    import dataclasses
-
-    import ray
-    from ray.util.placement_group import placement_group_table
-
-    assert spec.parallel is not None
-    try:
-        node_id = placement_group_table(pg)["bundles_to_node_id"][0]
-        ip = next(n["NodeManagerAddress"] for n in ray.nodes() if n["NodeID"] == node_id)
-    except Exception:  # noqa: BLE001 - keep the local default rather than fail the task
-        return spec
-    return dataclasses.replace(spec, parallel={**spec.parallel, "main_ip": ip})

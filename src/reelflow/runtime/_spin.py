@@ -140,11 +140,15 @@ def _spec(flow_cls: Any, store: Store, row: dict[str, Any], overrides: dict[str,
         if param is None:
             frame["value"] = index
         frames.append(frame)
+    gang = None
+    if "parallel" in node.decorators and frames:  # one member of a gang, spun alone
+        gang = {"node_index": frames[-1]["index"], "num_nodes": frames[-1]["num_splits"], "main_ip": "127.0.0.1",
+                "control_task_id": None}
     return TaskSpec(flow_name=flow_name, run_id=f"spin-{row['run_id']}", step_name=row["step_name"],
                     task_id=int(row["task_id"]), attempt=0, task_key=f"{row['step_name']}[spin]",
                     input_paths=list(row["input_paths"] or []), base_refs=base, params=frozenset(params),
                     user=store.config.user, tags=frozenset(), origin_run_id=row["run_id"],
-                    foreach_frames=frames, join_inputs=join_inputs)
+                    foreach_frames=frames, join_inputs=join_inputs, parallel=gang)
 
 
 def _load_overrides(path: str | None, store: Store) -> dict[str, ArtifactRef]:
