@@ -138,30 +138,38 @@ class TaskCards:
                   attempt=self.attempt, card_id=card.id, card_type=card.type, doc=card.document(extra), final=final)
         card._dirty = False
 
-    def finish(self, values: dict[str, Any], refs: dict[str, ArtifactRef], status: str) -> None:
+    def finish(self, values: dict[str, Any], refs: dict[str, ArtifactRef], status: str, *,
+               params: dict[str, Any] | None = None) -> None:
         """Store every card for good (the runtime calls this when the attempt ends).
 
-        A ``default`` card starts with the task's artifacts: previews of the values this
-        task set (``values``) and the name, type and size of those it carried forward.
+        A ``default`` card starts with the task's info (pathspec, attempt, status), the
+        run's parameters (``params``) and its artifacts: previews of the values this task
+        set (``values``) and the name, type and size of those it carried forward.
         A failure here is reported on stderr and never fails the task.
         """
         for card in list(self._cards.values()):
             try:
                 extra: list[dict[str, Any]] = []
                 if card.type == "default":
-                    extra = _artifact_components(values, refs, status)
+                    extra = _artifact_components(values, refs, status, self, params or {})
                 self._save(card, final=True, extra=extra)
             except Exception as exc:  # noqa: BLE001 - a card must never fail the task
                 print(f"reelflow: card {card.id!r} of {self.pathspec} could not be saved: "
                       f"{type(exc).__name__}: {exc}", file=sys.stderr)
 
 
-def _artifact_components(values: dict[str, Any], refs: dict[str, ArtifactRef], status: str) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = [Markdown(f"**Task status:** {status}").to_dict()]
-    shown = [n for n in values if not n.startswith("_")]
+def _artifact_components(values: dict[str, Any], refs: dict[str, ArtifactRef], status: str, task: TaskCards,
+                         params: dict[str, Any]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = [Markdown(f"**Task status:** {status}").to_dict(),
+                                 Table([["pathspec", task.pathspec], ["attempt", task.attempt], ["status", status]],
+                                       headers=["task", ""]).to_dict()]
+    if params:
+        out.append(Markdown("**Parameters**").to_dict())
+        out.append(Table([[k, repr(v)[:200]] for k, v in params.items()], headers=["parameter", "value"]).to_dict())
+    shown = [n for n in values if not n.startswith("_") and n not in params]
     for name in shown:
         out.append(Artifact(values[name], name=name).to_dict())
-    carried = sorted(n for n in refs if n not in values and not n.startswith("_"))
+    carried = sorted(n for n in refs if n not in values and n not in params and not n.startswith("_"))
     if carried:
         out.append(Markdown("**Carried forward from earlier steps**").to_dict())
         out.append(Table([[n, refs[n].type, refs[n].size] for n in carried],

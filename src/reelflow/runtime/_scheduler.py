@@ -575,6 +575,7 @@ class LocalRuntime(RunLifecycle):
             catch=dict(decos["catch"].attributes) if "catch" in decos else None,
             retries=int(decos["retry"]["times"]) if "retry" in decos else 0,
             configs=self.config_values or None,
+            with_decorators=dict(self.with_decorators),
         )
         self.state.next_task_id += 1
         clone = None

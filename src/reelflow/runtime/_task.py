@@ -52,6 +52,7 @@ class TaskSpec:
     catch: dict[str, Any] | None = None
     retries: int = 0
     configs: dict[str, Any] | None = None  # the run's Config values (decorators that use them are resolved)
+    with_decorators: dict[str, Any] = field(default_factory=dict)  # --with: on every step, under the step's own
 
     @property
     def pathspec(self) -> str:
@@ -118,6 +119,17 @@ def _catch_in_task(flow: FlowSpec, state: TaskState, spec: TaskSpec, exc: Except
     return f"{type(exc).__name__}: {exc}"
 
 
+def _param_values(flow: Any, names: frozenset[str]) -> dict[str, Any]:
+    """The run's parameter values, for a default card (one that cannot be read is left out)."""
+    out: dict[str, Any] = {}
+    for n in sorted(names):
+        try:
+            out[n] = getattr(flow, n)
+        except Exception:  # noqa: BLE001 - a card never fails the task
+            pass
+    return out
+
+
 def execute_task(flow_cls: type[FlowSpec], spec: TaskSpec, store: Store) -> TaskResult:
     """Run the step of ``spec`` in this process and return what the scheduler records."""
     if spec.configs:
@@ -145,13 +157,14 @@ def execute_task(flow_cls: type[FlowSpec], spec: TaskSpec, store: Store) -> Task
     flow.__dict__["_state"] = state
     from ..cards._collector import TaskCards  # light: nothing touches the database until a card is saved
 
+    decos = {**spec.with_decorators, **node.decorators}  # `--with card`, `--with catch` ... and the step's own
     cards = TaskCards(store, flow_name=spec.flow_name, run_id=spec.run_id, step_name=spec.step_name,
-                      task_id=spec.task_id, attempt=spec.attempt, decorator=node.decorators.get("card"))
+                      task_id=spec.task_id, attempt=spec.attempt, decorator=decos.get("card"))
     outcome = "failed"
     ckpt = None
     extra: dict[str, Any] = {"cards": cards, "project": _project_info(spec.project), "parallel": spec.parallel,
                              "parameter_names": sorted(spec.params)}
-    ck_deco = node.decorators.get("checkpoint")
+    ck_deco = decos.get("checkpoint")
     if ck_deco is not None and spec.fallback_exception is None:
         from ._checkpoint import Checkpointer
 
@@ -170,7 +183,7 @@ def execute_task(flow_cls: type[FlowSpec], spec: TaskSpec, store: Store) -> Task
             extra=extra,
         )
     )
-    env = node.decorators.get("environment")
+    env = decos.get("environment")
     saved_env: dict[str, str | None] = {}
     if env is not None:
         # Restored afterwards: in-process, later steps and the caller must not see them.
@@ -179,7 +192,7 @@ def execute_task(flow_cls: type[FlowSpec], spec: TaskSpec, store: Store) -> Task
     caught: str | None = None
     try:
         if spec.fallback_exception is not None:
-            catch = node.decorators["catch"]
+            catch = decos["catch"]
             if node.kind in ("foreach", "switch"):
                 raise TransitionError(
                     f"step {spec.step_name!r} failed and @catch cannot choose its {node.kind} transition; "
@@ -217,7 +230,8 @@ def execute_task(flow_cls: type[FlowSpec], spec: TaskSpec, store: Store) -> Task
         return TaskResult("failed", exception=f"{type(exc).__name__}: {exc}", traceback=tb, metrics=current._take_metrics())
     finally:
         if cards._cards:  # only a task that made a card pays for storing it
-            cards.finish({k: v for k, v in flow.__dict__.items() if not k.startswith("_")}, spec.base_refs, outcome)
+            cards.finish({k: v for k, v in flow.__dict__.items() if not k.startswith("_")}, spec.base_refs, outcome,
+                         params=_param_values(flow, spec.params))
         current._bind(None)
         if ckpt is not None:
             ckpt.close()
