@@ -253,9 +253,11 @@ def runs_show(pathspec: str) -> None:
 @click.option("--poll-interval", type=float, default=1.0, show_default=True,
               help="Seconds between checks of the alias (hot-swap); 0 disables.")
 @click.option("--access-log", is_flag=True, help="Log one line per request on stderr.")
+@click.option("--generate-queue", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Generation models: jobs that may wait per server process; more are answered 429.")
 @_guard
 def serve(spec: str, host: str, port: int, workers: int, token: str | None, poll_interval: float,
-          access_log: bool) -> None:
+          access_log: bool, generate_queue: int) -> None:
     """Serve a registered recommender over HTTP: reelflow serve NAME@ALIAS."""
     from .errors import ParameterError
     from .serving import serve as run_server
@@ -265,7 +267,7 @@ def serve(spec: str, host: str, port: int, workers: int, token: str | None, poll
                    "set REELFLOW_SERVE_TOKEN in the environment instead", err=True)
     try:
         run_server(spec, host=host, port=port, workers=workers, token=token, poll_interval=poll_interval,
-                   access_log=access_log)
+                   access_log=access_log, generate_queue=generate_queue)
     except ParameterError as exc:
         raise click.UsageError(str(exc)) from None
 

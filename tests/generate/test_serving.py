@@ -35,10 +35,12 @@ def _wait(client: httpx.Client, url: str, job: str, deadline: float = 120.0) -> 
 def test_generate_poll_and_hot_swap(reelflow_home, tmp_path):
     m1 = tiny_model(epochs=1, n=8)
     models.register("backgrounds", m1, alias="champion")
-    server = ServerProcess("backgrounds@champion", "--poll-interval", "0.2", home=reelflow_home, log_dir=tmp_path)
+    server = ServerProcess("backgrounds@champion", "--poll-interval", "0.2", "--generate-queue", "3",
+                           home=reelflow_home, log_dir=tmp_path)
     try:
         sk, _ = make_pairs(1, seed=3, size=SIZE)
         with httpx.Client(timeout=60) as c:
+            assert c.get(f"{server.url}/readyz").json()["generation"] == {"waiting": 0, "max_queue": 3}
             r = c.post(f"{server.url}/v1/models/backgrounds/generate", json={"sketch": _b64(png_bytes(sk[0])), "seed": 7})
             assert r.status_code == 202, r.text
             job = r.json()["job_id"]
@@ -118,3 +120,29 @@ def test_generation_routes_need_the_token(reelflow_home):
         assert r.status_code == 202
         assert c.post("/v1/models/backgrounds/generate", json={"sketch": sk, "seed": -1},
                       headers={"Authorization": "Bearer s3cret"}).status_code == 422
+
+
+def test_the_queue_size_option(reelflow_home):
+    import os
+    import subprocess
+    import sys
+
+    from click.testing import CliRunner
+
+    from reelflow.cli import main
+    from reelflow.errors import ParameterError
+    from reelflow.serving import serve
+
+    r = CliRunner().invoke(main, ["serve", "backgrounds@champion", "--generate-queue", "0"])
+    assert r.exit_code == 2 and "--generate-queue" in r.output and "x>=1" in r.output
+    with pytest.raises(ParameterError, match="--generate-queue 0: give at least 1"):
+        serve("backgrounds@champion", generate_queue=0)
+    # --workers N: each worker builds its app from the environment, the queue size included
+    # (in a process of its own: a server process sets process-wide things such as gc.freeze)
+    models.register("backgrounds", tiny_model(epochs=1, n=8), alias="champion")
+    env = {**os.environ, "REELFLOW_SERVE_SPEC": "backgrounds@champion", "REELFLOW_SERVE_POLL": "0",
+           "REELFLOW_SERVE_GENERATE_QUEUE": "5"}
+    p = subprocess.run([sys.executable, "-c", "from reelflow.serving._app import app_from_env; "
+                        "print(app_from_env().fastapi.state.generation.max_queue)"],
+                       capture_output=True, text=True, timeout=600, env=env)
+    assert p.returncode == 0 and p.stdout.split() == ["5"], p.stdout + p.stderr

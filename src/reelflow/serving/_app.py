@@ -277,8 +277,13 @@ def create_app(config: ServeConfig, holder: ModelHolder | None = None) -> Any:
     @app.get("/readyz")
     async def readyz() -> dict[str, Any]:
         """Readiness: ``ready``, or ``degraded`` (HTTP 200 too: the previous version still
-        serves) while the alias names a version that failed to load."""
-        return holder.readiness()
+        serves) while the alias names a version that failed to load. A generation model's
+        server adds its queue: jobs ``waiting`` and ``max_queue``."""
+        body = holder.readiness()
+        jobs = getattr(app.state, "generation", None)
+        if jobs is not None:
+            body = {**body, "generation": {"waiting": jobs.waiting, "max_queue": jobs.max_queue}}
+        return body
 
     @app.get("/metrics", response_class=PlainTextResponse)
     async def prometheus_metrics() -> PlainTextResponse:
@@ -307,4 +312,5 @@ def app_from_env() -> Any:
         heartbeat=float(os.environ.get("REELFLOW_SERVE_HEARTBEAT_S", "0")),
         host=os.environ.get("REELFLOW_SERVE_HOST"),
         port=int(os.environ["REELFLOW_SERVE_PORT"]) if os.environ.get("REELFLOW_SERVE_PORT") else None,
+        max_generate_queue=int(os.environ.get("REELFLOW_SERVE_GENERATE_QUEUE", "16")),
     ))

@@ -49,12 +49,14 @@ def serve(
     poll_interval: float = 1.0,
     log_level: str = "warning",
     access_log: bool = False,
+    generate_queue: int = 16,
 ) -> None:
     """Serve ``spec`` (``NAME@ALIAS`` or ``NAME/VERSION``) over HTTP until interrupted.
 
     ``token`` (default: env ``REELFLOW_SERVE_TOKEN``) makes every route but
     ``/healthz`` require ``Authorization: Bearer <token>``; ``access_log`` logs one
-    line per request on stderr. Each server process writes a heartbeat row (what it
+    line per request on stderr. ``generate_queue``: for a generation model, how many
+    jobs may wait per server process (more are answered 429). Each server process writes a heartbeat row (what it
     serves, where) to the store every ``REELFLOW_SERVE_HEARTBEAT`` seconds (default
     10; 0: off), which the UI's model page shows.
     """
@@ -70,12 +72,14 @@ def serve(
         )
     if workers < 1:
         raise ParameterError("--workers must be at least 1")
+    if generate_queue < 1:
+        raise ParameterError(f"--generate-queue {generate_queue}: give at least 1 (jobs that may wait)")
     from ._heartbeat import heartbeat_interval
 
     beat = heartbeat_interval()  # a bad REELFLOW_SERVE_HEARTBEAT is an error before anything starts
     setup_process(access_log)
     config = ServeConfig(spec=spec, token=token, poll_interval=poll_interval, access_log=access_log, freeze_gc=True,
-                         heartbeat=beat if port else 0.0, host=host, port=port)
+                         heartbeat=beat if port else 0.0, host=host, port=port, max_generate_queue=generate_queue)
     holder = ModelHolder(spec, poll_interval, freeze_gc=True)  # raises NotFoundError / CorruptArtifactError before binding
     print(f"serving {spec} (version {holder.current.version}) on http://{host}:{port}", flush=True)
     if workers == 1:
@@ -85,7 +89,7 @@ def serve(
     os.environ.update({"REELFLOW_SERVE_SPEC": spec, "REELFLOW_SERVE_POLL": str(poll_interval),
                        "REELFLOW_SERVE_ACCESS_LOG": "1" if access_log else "0",
                        "REELFLOW_SERVE_HEARTBEAT_S": str(config.heartbeat), "REELFLOW_SERVE_HOST": host,
-                       "REELFLOW_SERVE_PORT": str(port)})
+                       "REELFLOW_SERVE_PORT": str(port), "REELFLOW_SERVE_GENERATE_QUEUE": str(generate_queue)})
     if token:
         os.environ["REELFLOW_SERVE_TOKEN"] = token
     uvicorn.run("reelflow.serving._app:app_from_env", factory=True, host=host, port=port, workers=workers,
