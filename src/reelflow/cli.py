@@ -233,7 +233,8 @@ def runs_show(pathspec: str) -> None:
         click.echo(f"\nStep {st.id}: {ok}/{len(tasks)} tasks succeeded")
         for t in tasks:
             status = "ok" if t.successful else "FAILED"
-            extra = f", cloned from {t.origin_pathspec}" if t.origin_pathspec else ""
+            cached = t.cached_from
+            extra = f", cached from {cached}" if cached else f", cloned from {t.origin_pathspec}" if t.origin_pathspec else ""
             extra += f", attempt {t.current_attempt}" if t.current_attempt else ""
             click.echo(f"  task {t.id} [{status}] {t.duration:.3f}s{extra}")
             for a in t:

@@ -247,8 +247,17 @@ class Task:
 
     @property
     def origin_pathspec(self) -> str | None:
-        """The origin task this one was cloned from on resume."""
+        """The origin task this one was cloned from on resume (or, for a cache hit, by step caching)."""
         return self._row["cloned_from"]  # type: ignore[no-any-return]
+
+    @property
+    def cached_from(self) -> str | None:
+        """The task whose outputs this one reused through step caching (``@cache`` / ``--cache``), or None."""
+        if not self._row["cloned_from"]:
+            return None
+        from ..runtime._cache import cache_hits
+
+        return cache_hits(self._store, self._run.id).get((self._row["step_name"], int(self._row["task_id"])))
 
     @property
     def resources(self) -> dict[str, Any] | None:

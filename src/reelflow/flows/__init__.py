@@ -5,7 +5,7 @@ from __future__ import annotations
 from ._artifacts import Inputs, InputView
 from ._config import Config, ConfigValue, config_expr
 from ._current import Current, current
-from ._decorators import StepDecorator, card, catch, checkpoint, environment, parallel, resources, retry, step, timeout
+from ._decorators import StepDecorator, cache, card, catch, checkpoint, environment, parallel, resources, retry, step, timeout
 from ._environments import conda, conda_base, pypi, pypi_base
 from ._graph import FlowGraph, StepNode
 from ._parameters import IncludeFile, JSONType, Parameter, ParameterContext
@@ -30,6 +30,7 @@ __all__ = [
     "card",
     "checkpoint",
     "parallel",
+    "cache",
     "schedule",
     "trigger",
     "trigger_on_finish",

@@ -24,6 +24,7 @@ __all__ = [
     "checkpoint",
     "parallel",
     "CaughtException",
+    "cache",
     "parse_with_spec",
     "retry_delay",
     "get_decorators",
@@ -246,6 +247,8 @@ class _Checkpoint(StepDecorator):
         root = self.attributes["temp_dir_root"]
         if root is not None and not isinstance(root, str):
             raise FlowDefinitionError(f"@checkpoint(temp_dir_root={root!r}): temp_dir_root is a folder path (a string)")
+
+
 class _Parallel(StepDecorator):
     """A gang step: ``self.next(self.step, num_parallel=N)`` starts N tasks of it together
     (``current.parallel`` tells each its ``node_index``, ``num_nodes`` and ``main_ip``)."""
@@ -254,8 +257,20 @@ class _Parallel(StepDecorator):
     defaults: dict[str, Any] = {}
 
 
+class _Cache(StepDecorator):
+    name = "cache"
+    defaults: dict[str, Any] = {"enabled": True}
+
+    def validate(self) -> None:
+        if not isinstance(self.attributes["enabled"], bool):
+            raise FlowDefinitionError(
+                f"@cache(enabled={self.attributes['enabled']!r}): enabled is True (reuse an earlier task whose code "
+                "and inputs match) or False (the step has side effects: always run it, also under --cache)"
+            )
+
+
 DECORATORS: dict[str, type[StepDecorator]] = {
-    c.name: c for c in (_Retry, _Catch, _Timeout, _Resources, _Environment, _Card, _Checkpoint)
+    c.name: c for c in (_Retry, _Catch, _Timeout, _Resources, _Environment, _Card, _Checkpoint, _Cache)
 }
 
 
@@ -290,6 +305,7 @@ environment = _make(_Environment)
 card = _make(_Card)  # reelflow.cards: a report per task, shown in the UI
 checkpoint = _make(_Checkpoint)  # current.checkpoint: progress kept across retries and resume
 parallel = _make(_Parallel)  # not in DECORATORS: --with parallel makes no sense for every step
+cache = _make(_Cache)  # step caching across runs (runtime/_cache.py)
 
 
 def _parse_value(text: str) -> Any:

@@ -86,6 +86,8 @@ def _make_runtime(flow_cls: type[FlowSpec], ctx_obj: dict[str, Any], **kw: Any) 
             raise ParameterError(f"--with ray and --executor {executor} disagree; choose one executor")
         executor = "ray"
         executor_options.update(_ray_options(s, rest))
+    if kw.get("cache"):  # --cache: step caching for every step (see _cache.py)
+        specs.append("cache")
     chosen = executor or os.environ.get("REELFLOW_EXECUTOR")  # None: the default, the fork server
     executor = resolve_executor_name(executor, inprocess=kw["inprocess"])
     zygote = None

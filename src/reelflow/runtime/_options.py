@@ -33,6 +33,8 @@ RUN_OPTIONS: tuple[RunOption, ...] = (
     RunOption("max-num-splits", "max_num_splits", "Widest foreach allowed.", default=100),
     RunOption("tag", "tags", "Tag the run (repeatable).", kind="multiple"),
     RunOption("with", "with_specs", "Attach a decorator to every step, e.g. --with retry:times=2.", kind="multiple"),
+    RunOption("cache", "cache", "Reuse the outputs of earlier tasks whose step code and inputs match (step "
+              "caching) for every step not marked @cache(enabled=False); the same as --with cache.", kind="flag"),
     RunOption("quiet", "quiet", "Do not echo task output (the run id and the result line still print).",
               kind="flag"),
     RunOption("inprocess", "inprocess",

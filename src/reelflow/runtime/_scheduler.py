@@ -44,6 +44,7 @@ from ._executors import Attempt, Executor, ExecutorContext, make_executor, resol
 from ._gang import gang_info, take_gang
 from ._lifecycle import INTERRUPTED, Beater, RunLifecycle
 from ._options import check_run_id
+from ._cache import StepCache
 from ._state import Origin, Pending, RunState
 from ._task import TaskResult, TaskSpec
 
@@ -117,6 +118,7 @@ class LocalRuntime(RunLifecycle):
         self.user = self.store.config.user
         self.tmp_base = self.store.config.home / "tmp"
         self.state = RunState()  # replaced by a fresh one for each run
+        self.step_cache = StepCache(flow_cls, self.store, self._say)
         self.project = project or resolve_project(flow_cls, user=self.user)
         self.configs = None if configs is None else dict(configs)
         self.config_values: dict[str, Any] = {}  # those of the run being executed
@@ -435,6 +437,7 @@ class LocalRuntime(RunLifecycle):
         if result.status == "succeeded":
             if result.caught and not self.quiet and (spec.catch or {}).get("print_exception", True):
                 self._say(f"[{self.state.run_id}/{spec.step_name}/{spec.task_id}] @catch handled: {result.caught}")
+            self.step_cache.succeeded(spec, caught=bool(result.caught))
             if not self.quiet:
                 self._say(f"[{self.state.run_id}/{spec.step_name}/{spec.task_id}] done in {rec.finished_at - started_at:.2f}s")
             self._advance(spec, p.frames, result.artifacts, result.transition or {})
@@ -469,7 +472,13 @@ class LocalRuntime(RunLifecycle):
 
     def _complete_clone(self, p: Pending) -> None:
         origin_row = p.clone
-        assert origin_row is not None and self.state.origin is not None
+        assert origin_row is not None
+        source = origin_row.get("cache_source")  # a step-cache hit (_cache.py), else a resume clone
+        if source is not None:
+            self.step_cache.hit(p.spec, source)
+        else:
+            assert self.state.origin is not None
+            source = f"{self.flow_name}/{self.state.origin.run_id}/{p.spec.step_name}/{origin_row['task_id']}"
         refs = origin_row["refs"]
         rec = TaskRecord(
             step_name=p.spec.step_name,
@@ -484,7 +493,7 @@ class LocalRuntime(RunLifecycle):
             input_paths=p.spec.input_paths,
             stdout_key=origin_row["stdout_key"],
             stderr_key=origin_row["stderr_key"],
-            cloned_from=f"{self.flow_name}/{self.state.origin.run_id}/{p.spec.step_name}/{origin_row['task_id']}",
+            cloned_from=source,
             resources=origin_row["resources"],
             result=origin_row["result"],
             metrics=list(origin_row.get("metrics", [])),
@@ -581,6 +590,8 @@ class LocalRuntime(RunLifecycle):
         clone = None
         if self.state.origin is not None and step not in self.state.origin.rerun:
             clone = self.state.origin.tasks.get(task_key)
+        if clone is None:
+            clone = self.step_cache.lookup(spec, self._decorators(step))
         self.state.ready.append(Pending(spec, frames, clone=clone))
 
 def _timeout_seconds(decos: Mapping[str, StepDecorator]) -> float:
