@@ -165,3 +165,33 @@ def test_bad_cache_option(write_flow):
 
     with pytest.raises(FlowDefinitionError, match="enabled is True"):
         cache(enabled="yes")(lambda self: None)
+
+
+CAUGHT = '''
+from reelflow import FlowSpec, step, cache, catch
+
+
+class CaughtFlow(FlowSpec):
+    @cache
+    @catch(var="err", print_exception=False)
+    @step
+    def start(self):
+        print("trying")
+        raise ValueError("flaky")
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+
+if __name__ == "__main__":
+    CaughtFlow()
+'''
+
+
+def test_a_caught_failure_is_never_reused(tmp_path):
+    path = tmp_path / "caught_flow.py"
+    path.write_text(CAUGHT)
+    assert "trying" in _run(path).stdout
+    assert "trying" in _run(path).stdout  # the @catch fallback's outputs are not a cache entry
