@@ -110,6 +110,9 @@ def test_rerun_is_cached_and_changes_rerun_what_they_change(flow_file):
     same = _run(flow_file)
     assert same.stdout.count("working on") == 3 and "joining" not in same.stdout
     assert _cached_steps(Flow("CacheFlow").latest_run) == ["join", "start"]
+    # a constant of the flow file that the called function reads
+    flow_file.write_text(FLOW.replace("SCALE = 2", "SCALE = 3"))
+    assert _run(flow_file).stdout.count("working on") == 3
     # a parameter is an input
     assert _run(flow_file, "--n", "2").stdout.count("working on") == 2
 

@@ -10,7 +10,9 @@ A task's *cache key* is a SHA-256 over
 - the step's code: the normalised source (its AST, so comments, blank lines and docstrings do
   not count) of the step method and of every function, class and method of the flow file it
   refers to, followed transitively (other steps are not followed: their effect arrives as
-  artifacts); code imported from other modules is not part of the key;
+  artifacts), with the values of plain constants of the flow file it names (``SCALE = 2``)
+  and the variables ``@environment`` sets; code imported from other modules is not part
+  of the key;
 - its inputs: the content keys of every artifact it receives (parameters included), of each
   input of a join, and its place in the enclosing foreach loops (index, width, the list's key).
 
@@ -144,11 +146,34 @@ def code_fingerprint(flow_cls: type[FlowSpec], step_name: str) -> str | None:
                 todo.append(("self", node.attr))
             elif isinstance(node, ast.Name) and node.id in mod_funcs:
                 todo.append(("mod", node.id))
-    return hashlib.sha256("\n".join(sorted(parts)).encode()).hexdigest()
+            elif isinstance(node, ast.Name) and module is not None and node.id in vars(module):
+                const = _constant(vars(module)[node.id])  # SCALE = 2 at the top of the flow file
+                if const is not None:
+                    parts.append(f"const.{node.id}:{const}")
+    return hashlib.sha256("\n".join(sorted(set(parts))).encode()).hexdigest()
 
 
-def cache_key(flow_name: str, spec: TaskSpec, code: str) -> str:
-    """The key of one task: its step's code and everything it reads (see the module docstring)."""
+_PLAIN = (int, float, complex, str, bytes, bool, type(None))
+
+
+def _constant(value: Any, depth: int = 0) -> str | None:
+    """``repr`` of a plain constant (numbers, strings, and tuples, lists, sets, dicts of them), else None."""
+    if isinstance(value, _PLAIN):
+        r = repr(value)
+    elif isinstance(value, (tuple, list, set, frozenset, dict)) and depth < 4 and len(value) <= 10_000:
+        items = value.items() if isinstance(value, dict) else ((v, None) for v in value)
+        for k, v in items:
+            if _constant(k, depth + 1) is None or (v is not None and _constant(v, depth + 1) is None):
+                return None
+        r = repr(sorted(value, key=repr) if isinstance(value, (set, frozenset)) else value)
+    else:
+        return None
+    return r if len(r) <= 100_000 else hashlib.sha256(r.encode()).hexdigest()
+
+
+def cache_key(flow_name: str, spec: TaskSpec, code: str, env: dict[str, str] | None = None) -> str:
+    """The key of one task: its step's code and everything it reads (see the module docstring);
+    ``env``: the variables ``@environment`` sets for it."""
     doc = {
         "flow": flow_name,
         "step": spec.step_name,
@@ -157,6 +182,7 @@ def cache_key(flow_name: str, spec: TaskSpec, code: str) -> str:
         "join": [[step, sorted((n, r.key) for n, r in refs.items())] for step, _path, refs in spec.join_inputs or []],
         "foreach": [[f["index"], f["num_splits"], f.get("key")] for f in spec.foreach_frames],
         "visit": spec.visit,
+        "environment": env,
     }
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
@@ -251,7 +277,8 @@ class StepCache:
         code = self._codes[spec.step_name]
         if code is None:
             return None
-        key = cache_key(self.flow_cls.__name__, spec, code)
+        env = decorators["environment"]["vars"] if "environment" in decorators else None
+        key = cache_key(self.flow_cls.__name__, spec, code, env)
         self._keys[(spec.run_id, spec.task_id)] = key
         row = lookup(self.store, self.flow_cls.__name__, key)
         if row is not None:
