@@ -267,7 +267,7 @@ class StepCache:
     def lookup(self, spec: TaskSpec, decorators: dict[str, Any]) -> dict[str, Any] | None:
         """The task to clone for ``spec``, or None (run it); remembers the key for :meth:`succeeded`."""
         deco = decorators.get("cache")
-        if deco is None or not deco["enabled"] or spec.fallback_exception is not None:
+        if deco is None or not deco["enabled"] or spec.fallback_exception is not None or "parallel" in decorators:
             return None
         if spec.step_name not in self._codes:
             code = self._codes[spec.step_name] = code_fingerprint(self.flow_cls, spec.step_name)
