@@ -108,6 +108,9 @@ def test_load_policies(reelflow, monkeypatch):
     rows = checkpoint_rows(store, "TrainCkptFlow", "2")
     keys, _ = store.metadata.referenced_blob_keys()
     assert len(rows) == 6 and all(r["key"] in keys for r in rows)
+    from reelflow.store._retention import delete_runs  # deleting a run deletes its checkpoints
+
+    assert delete_runs(store, ["TrainCkptFlow/2"]) == 1 and checkpoint_rows(store, "TrainCkptFlow", "2") == []
     store.metadata.close()
 
 

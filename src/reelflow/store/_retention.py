@@ -4,8 +4,8 @@ A run is deleted when it is past every given policy: not among the newest
 ``keep_last`` runs of its flow, and created more than ``older_than`` seconds ago.
 Never deleted, whatever the policy: runs still recorded as running, runs a
 registered model version came from (its lineage), and runs tagged ``keep``.
-Deleting a run removes its rows (metrics, artifacts, tasks, cards, live logs, the
-run); the blobs it alone referenced become unreferenced and the blob collection
+Deleting a run removes its rows (metrics, artifacts, tasks, cards, live logs,
+checkpoints, step-cache keys, the run); the blobs it alone referenced become unreferenced and the blob collection
 that follows frees them (deployments' code snapshots, model versions and
 generated outputs keep theirs).
 """
@@ -114,6 +114,14 @@ def delete_runs(store: Store, pathspecs: list[str], *, batch: int = 200) -> int:
         from ..ui._livelogs import _live_table
 
         extra.append(_live_table())
+    if "checkpoints" in have:  # @checkpoint saves (their blobs then go with `reelflow gc`)
+        from ..runtime._checkpoint import _checkpoints_table
+
+        extra.append(_checkpoints_table())
+    if "step_cache" in have:  # step-cache keys: a deleted run is no cache source
+        from ..runtime._cache import _cache_table
+
+        extra.append(_cache_table())
     gone = 0
     for i in range(0, len(ids), batch):
         chunk = ids[i:i + batch]
