@@ -63,30 +63,48 @@ def test_find_runs_limit_reads_only_the_newest():
     assert [r.id for r in find_runs(limit=1)] == [ids[9]]
 
 
+@pytest.mark.parametrize("route", ["fast", "sqlalchemy"])
 @pytest.mark.parametrize("statuses", [(), ("succeeded",)])
-def test_latest_queries_seek_an_index_instead_of_scanning_runs(statuses):
-    """The plan SQLite picks: a SEARCH on a runs index, no table SCAN, no sort."""
+def test_latest_queries_seek_an_index_instead_of_scanning_runs(statuses, route):
+    """The plan SQLite picks: a SEARCH on a runs index, no table SCAN, no sort -- on the
+    fast sqlite3 route of the default store and on SQLAlchemy's."""
+    import sqlite3
+
     from sqlalchemy import event
 
+    from reelflow.store import MetadataStore
+
     _runs([("F", "u", "succeeded", [])])
-    md = get_store().metadata
-    plans: list[str] = []
+    path = get_store().config.metadata_path
+    md = get_store().metadata if route == "fast" else MetadataStore(f"sqlite:///{path}")
+    fast = md._fast()
+    assert (fast is not None) == (route == "fast")
+    statements: list[str] = []  # with their values inlined, explained afterwards
 
-    def explain(conn, cursor, statement, parameters, context, executemany):
-        if statement.lstrip().upper().startswith("SELECT") and "FROM runs" in statement:
-            cur = conn.connection.dbapi_connection.cursor()
-            plans.append(" | ".join(str(r[-1]) for r in cur.execute("EXPLAIN QUERY PLAN " + statement, parameters)))
+    def literal(statement: str, parameters) -> str:
+        for p in parameters:
+            statement = statement.replace("?", repr(p) if isinstance(p, str) else str(p), 1)
+        return statement
 
-    event.listen(md.engine, "before_cursor_execute", explain)
-    try:
-        md.recent_runs("F", limit=1, statuses=statuses)
-        md.has_flow("F")
-    finally:
-        event.remove(md.engine, "before_cursor_execute", explain)
-    assert len(plans) == 2
-    for plan in plans:
-        assert "SEARCH runs USING" in plan and "INDEX ix_runs_flow" in plan, plan
-        assert "SCAN" not in plan and "TEMP B-TREE" not in plan, plan
+    if fast is not None:
+        fast._connection().set_trace_callback(statements.append)
+    else:
+        def explain(conn, cursor, statement, parameters, context, executemany):
+            statements.append(literal(statement, parameters))
+
+        event.listen(md.engine, "before_cursor_execute", explain)
+    md.recent_runs("F", limit=1, statuses=statuses)
+    md.has_flow("F")
+    selects = [st for st in statements if st.lstrip().upper().startswith("SELECT")
+               and "FROM runs" in st.replace('"', "")]
+    assert len(selects) == 2, statements
+    with sqlite3.connect(path) as conn:
+        for st in selects:
+            plan = " | ".join(str(r[-1]) for r in conn.execute("EXPLAIN QUERY PLAN " + st))
+            assert "SEARCH runs USING" in plan and "INDEX ix_runs_flow" in plan, (st, plan)
+            assert "SCAN" not in plan and "TEMP B-TREE" not in plan, (st, plan)
+    if fast is None:
+        md.close()
 
 
 def test_runs_list_limit_on_the_command_line(reelflow_home):

@@ -184,13 +184,26 @@ def test_without_syncfs_each_blob_is_fsynced_file_and_folder_before_it_counts(tm
     assert calls == ["dir", "file", "rename", "dir"]  # nothing left to flush
 
 
-def test_blobs_are_flushed_before_the_metadata_that_names_them_commits(tmp_path, monkeypatch):
-    """The invariant: a committed row never names a blob a power loss could lose."""
+def watch_sql(md: MetadataStore, on_statement) -> None:
+    """Call ``on_statement(sql)`` for each statement ``md`` sends, on whichever path serves it
+    (the fast sqlite3 route of a store's own file, or SQLAlchemy), commits included."""
     from sqlalchemy import event
 
+    fast = md._fast()
+    if fast is not None:
+        fast._connection().set_trace_callback(on_statement)
+    else:
+        event.listen(md.engine, "before_cursor_execute", lambda conn, cur, stmt, *a: on_statement(stmt))
+        event.listen(md.engine, "commit", lambda conn: on_statement("COMMIT"))
+
+
+@pytest.mark.parametrize("route", ["fast", "sqlalchemy"])
+def test_blobs_are_flushed_before_the_metadata_that_names_them_commits(tmp_path, monkeypatch, route):
+    """The invariant: a committed row never names a blob a power loss could lose."""
     monkeypatch.delenv("REELFLOW_FSYNC", raising=False)
     store = Store(load_config())
-    md = store.metadata
+    md = store.metadata if route == "fast" else MetadataStore(f"sqlite:///{tmp_path / 'sa.db'}")
+    assert (md._fast() is not None) == (route == "fast")
     events: list[str] = []
     real_flush = store.blobs.flush
 
@@ -200,7 +213,7 @@ def test_blobs_are_flushed_before_the_metadata_that_names_them_commits(tmp_path,
 
     monkeypatch.setattr(store.blobs, "flush", flush)
     md.before_write = store.blobs.flush  # what Store wires up, pointed at the recording wrapper
-    event.listen(md.engine, "commit", lambda conn: events.append("commit"))
+    watch_sql(md, lambda sql: events.append("commit") if sql == "COMMIT" else None)
     ref = store.save({"weights": [1, 2, 3]})
     run_id = md.create_run("F", user="u", params={"p": ref.key})
     assert events == ["flush", "commit"]
@@ -216,7 +229,6 @@ def test_blobs_are_flushed_before_the_metadata_that_names_them_commits(tmp_path,
 def test_a_run_flushes_its_blobs_before_each_task_record_commits(load_flow, monkeypatch):
     """End to end: every task row (which names artifact and log blobs) commits after a flush
     that follows the last blob write before it."""
-    from sqlalchemy import event
 
     from reelflow.runtime import LocalRuntime
     from reelflow.store import get_store
@@ -249,8 +261,7 @@ class Two(FlowSpec):
 
     monkeypatch.setattr(LocalBlobStore, "put", put)
     monkeypatch.setattr(LocalBlobStore, "flush", flush)
-    event.listen(store.metadata.engine, "before_cursor_execute",
-                 lambda conn, cur, stmt, *a: events.append("task row") if stmt.startswith("INSERT INTO tasks") else None)
+    watch_sql(store.metadata, lambda stmt: events.append("task row") if stmt.startswith('INSERT INTO "tasks"') else None)
     LocalRuntime(cls, quiet=True, inprocess=True).run({})
     assert events.count("task row") == 2 and events.count("put") >= 3
     for i, e in enumerate(events):

@@ -8,8 +8,6 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import insert, select
-
 from ..errors import ParameterError
 
 __all__ = ["publish", "list_events", "check_event_name", "check_payload"]
@@ -63,6 +61,8 @@ def publish(name: str, payload: Mapping[str, Any] | None = None, *, at: float | 
     >>> from reelflow import events            # doctest: +SKIP
     >>> events.publish("ratings.arrived", {"day": "2026-01-01"})
     """
+    from sqlalchemy import insert
+
     from ..store import get_store
     from ..store._operate_db import operate_tables
 

@@ -62,9 +62,7 @@ class Store:
 
             url: Any = self.config.metadata_url
             if self.config.metadata_path is not None:
-                from sqlalchemy import URL
-
-                url = URL.create("sqlite", database=str(self.config.metadata_path))
+                url = self.config.metadata_path  # a path: the fast SQLite route (no SQLAlchemy on a run's path)
             self._md_handle = MetadataStore(url, stale_after=self.config.heartbeat_timeout)
             self._md_handle.before_write = self.blobs.flush  # blobs durable before rows name them
         return self._md_handle
@@ -88,7 +86,7 @@ class Store:
         killed writers left more than an hour ago (``reelflow gc`` does the rest).
         """
         self.blobs.check()
-        self.metadata.engine
+        self.metadata.open()
         if isinstance(self.blobs, LocalBlobStore):
             self.blobs.sweep_partial_writes(older_than=SWEEP_GRACE, every=SWEEP_GRACE)
 

@@ -4,36 +4,43 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from typing import Any
-
-from sqlalchemy import URL, Connection, Engine, event, make_url
-from sqlalchemy.exc import ArgumentError
+from typing import TYPE_CHECKING, Any
 
 from ..errors import StoreError
 
-__all__ = ["parse_url", "mask_url", "db_error", "sqlite_pragmas"]
+if TYPE_CHECKING:
+    from sqlalchemy import URL, Connection, Engine
+
+__all__ = ["parse_url", "mask_url", "db_error", "sqlite_pragmas", "configure_sqlite"]
+
+
+def configure_sqlite(dbapi_conn: sqlite3.Connection) -> None:
+    """The settings of every connection to a SQLite store (SQLAlchemy's and the fast path's)."""
+    dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA busy_timeout=60000")
+    # Switching a new database to WAL needs it to itself and SQLite answers "locked"
+    # at once (no busy wait) while another connection races to do the same; WAL is
+    # persistent, so a short retry settles it.
+    for attempt in range(200):
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == 199:
+                raise
+            time.sleep(0.01)
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
 
 
 def sqlite_pragmas(engine: Engine) -> None:
+    from sqlalchemy import event
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA busy_timeout=60000")
-        # Switching a new database to WAL needs it to itself and SQLite answers "locked"
-        # at once (no busy wait) while another connection races to do the same; WAL is
-        # persistent, so a short retry settles it.
-        for attempt in range(200):
-            try:
-                cur.execute("PRAGMA journal_mode=WAL")
-                break
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or attempt == 199:
-                    raise
-                time.sleep(0.01)
-        cur.execute("PRAGMA synchronous=NORMAL")
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.close()
+        configure_sqlite(dbapi_conn)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
@@ -43,6 +50,9 @@ def sqlite_pragmas(engine: Engine) -> None:
 
 def parse_url(url: str | URL, *, source: str = "REELFLOW_METADATA_URL") -> URL:
     """``url`` as a SQLAlchemy URL; a malformed string is a :class:`StoreError` naming ``source``."""
+    from sqlalchemy import URL, make_url
+    from sqlalchemy.exc import ArgumentError
+
     if isinstance(url, URL):
         return url
     try:
@@ -56,6 +66,9 @@ def parse_url(url: str | URL, *, source: str = "REELFLOW_METADATA_URL") -> URL:
 
 def mask_url(url: str | URL) -> str:
     """``url`` for display, with any password replaced by ``***``."""
+    from sqlalchemy import URL, make_url
+    from sqlalchemy.exc import ArgumentError
+
     if isinstance(url, URL):
         if url.get_backend_name() == "sqlite" and url.database and not url.query:
             return f"sqlite:///{url.database}"  # the path as the user wrote it, unescaped

@@ -3,6 +3,11 @@
 The same SQLAlchemy Core code serves both. SQLite runs in WAL mode with a busy
 timeout; write transactions start with ``BEGIN IMMEDIATE`` so that two processes
 writing at once queue on the lock instead of failing on a lock upgrade.
+
+A store's own SQLite file (``MetadataStore(path)``, the embedded default) sends the
+statements of a run, a resume and a client read through ``sqlite3`` directly
+(``_fastsqlite.py``) once its schema is current, so those never import SQLAlchemy;
+the values written are built here, once, for both paths.
 """
 
 from __future__ import annotations
@@ -11,22 +16,29 @@ import hashlib
 import json
 import math
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
-
-from sqlalchemy import URL, Connection, Engine, create_engine, inspect, insert, select, update
-from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+from typing import TYPE_CHECKING, Any
 
 from ..errors import NotFoundError, SchemaVersionError, StoreError
-from . import _schema as s
 from ._engine import db_error, mask_url, parse_url, sqlite_pragmas
+from ._fastsqlite import FastSqlite
+from ._lazy import lazy_module
 from ._liveness import abandoned_reason, host_name, process_token
-from ._migrate import upgrade
 from ._registry_db import RegistryTables
 from ._types import METRIC_NAME_MAX, METRIC_STEP_MAX, METRIC_STEP_MIN, ArtifactRef, TaskRecord
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+    from sqlalchemy import URL, Connection, Engine
+
+    from . import _schema as s
+else:  # loaded on first use: the fast SQLite path never needs them
+    sa = lazy_module("sqlalchemy")
+    s = lazy_module("reelflow.store._schema")
 
 __all__ = ["MetadataStore", "TaskRecord", "ArtifactRef"]
 
@@ -34,17 +46,25 @@ __all__ = ["MetadataStore", "TaskRecord", "ArtifactRef"]
 class MetadataStore(RegistryTables):
     """Runs, tasks, artifact references, metrics and the model registry behind one small API.
 
-    ``url`` is a SQLAlchemy URL (a string, or a :class:`sqlalchemy.URL` built from a
-    path so that characters such as ``?`` or ``%`` in it stay part of the path).
+    ``url`` is a SQLAlchemy URL (a string, or a :class:`sqlalchemy.URL`), or the path of
+    a SQLite file (a :class:`os.PathLike`: characters such as ``?`` or ``%`` stay part of
+    the path, and the run's statements take the fast path, see ``_fastsqlite.py``).
     ``stale_after`` is how long a run on another host may go without a heartbeat
     before it reads as abandoned.
     """
 
-    def __init__(self, url: str | URL, *, stale_after: float = 60.0) -> None:
-        self._url = parse_url(url)
-        self.url = mask_url(url)
+    def __init__(self, url: str | URL | os.PathLike[str], *, stale_after: float = 60.0) -> None:
+        self._path: str | None = None
+        self._parsed: URL | None = None
+        if isinstance(url, os.PathLike):
+            self._path = os.fspath(url)
+            self.url = f"sqlite:///{self._path}"
+        else:
+            self._parsed = parse_url(url)
+            self.url = mask_url(url)
         self.stale_after = stale_after
         self._engine: Engine | None = None
+        self._fast_db: FastSqlite | None = None
         self._pid = os.getpid()
         self._lock = threading.Lock()
         #: Called before a write transaction that may reference blobs begins: the
@@ -52,8 +72,22 @@ class MetadataStore(RegistryTables):
         #: is durable before any committed row names it (see ``_blobs.py``).
         self.before_write: Callable[[], None] | None = None
 
+    @property
+    def _url(self) -> URL:
+        if self._parsed is None:
+            assert self._path is not None
+            self._parsed = sa.URL.create("sqlite", database=self._path)
+        return self._parsed
+
+    @property
+    def dialect_name(self) -> str:
+        """``sqlite`` or ``postgresql`` (without connecting)."""
+        return "sqlite" if self._path is not None else self._url.get_backend_name()
+
     def _sqlite_path(self) -> str | None:
         """The database file of a SQLite URL (None for other databases and in-memory ones)."""
+        if self._path is not None:
+            return self._path
         if self._url.get_backend_name() != "sqlite":
             return None
         db = self._url.database
@@ -69,35 +103,70 @@ class MetadataStore(RegistryTables):
         engine = self._make_engine()
         try:
             with engine.connect() as conn:
-                return bool(inspect(conn).has_table("meta"))
-        except DBAPIError as exc:
+                return bool(sa.inspect(conn).has_table("meta"))
+        except sa.exc.DBAPIError as exc:
             raise db_error(exc, f"at {self.url}") from None
         finally:
             engine.dispose()
 
     # -- connection management -------------------------------------------------
+    def open(self) -> None:
+        """Connect, creating or migrating the schema if need be (a store's file: without SQLAlchemy
+        when the schema is current)."""
+        if self._fast() is None:
+            self.engine
+
+    def _fast(self) -> FastSqlite | None:
+        """The fast path to a store's own SQLite file with a current schema; None for other databases."""
+        if self._path is None:
+            return None
+        if self._fast_db is not None:
+            return self._fast_db
+        with self._lock:
+            if self._fast_db is None:
+                self._fast_db = self._open_fast(self._path)
+            return self._fast_db
+
+    def _open_fast(self, path: str) -> FastSqlite:
+        from ._fastsqlite import SCHEMA_VERSION
+
+        db = FastSqlite(path)
+        try:
+            if os.path.isfile(path) and db.schema_version() == SCHEMA_VERSION:
+                return db
+        except sqlite3.Error as exc:
+            db.close()
+            raise db_error(exc, f"at {self.url}") from None
+        # new, older or newer than this code: SQLAlchemy creates, migrates or refuses it
+        self._engine_locked()
+        return db
+
     @property
     def engine(self) -> Engine:
         if self._engine is not None and self._pid == os.getpid():
             return self._engine
         with self._lock:  # threads of one process share one engine, created once
-            if self._engine is not None and self._pid != os.getpid():
-                # A forked child must not share the parent's connections.
-                self._engine.dispose(close=False)
-                self._engine = None
-            if self._engine is None:
-                self._engine = self._connect()
-                self._pid = os.getpid()
-            return self._engine
+            return self._engine_locked()
+
+    def _engine_locked(self) -> Engine:
+        """:attr:`engine`, with ``self._lock`` held."""
+        if self._engine is not None and self._pid != os.getpid():
+            # A forked child must not share the parent's connections.
+            self._engine.dispose(close=False)
+            self._engine = None
+        if self._engine is None:
+            self._engine = self._connect()
+            self._pid = os.getpid()
+        return self._engine
 
     def _make_engine(self) -> Engine:
         try:
             if self._url.get_backend_name() == "sqlite":
-                engine = create_engine(self._url, connect_args={"timeout": 60})
+                engine = sa.create_engine(self._url, connect_args={"timeout": 60})
                 sqlite_pragmas(engine)
                 return engine
-            return create_engine(self._url, pool_pre_ping=True)
-        except NoSuchModuleError:
+            return sa.create_engine(self._url, pool_pre_ping=True)
+        except sa.exc.NoSuchModuleError:
             raise StoreError(
                 f"REELFLOW_METADATA_URL {self.url!r} names an unknown database "
                 f"{self._url.drivername!r}; use sqlite:///PATH or postgresql+psycopg://USER@HOST/DB"
@@ -107,7 +176,7 @@ class MetadataStore(RegistryTables):
                 f"the database driver for {self.url} is not installed ({exc}); install it, "
                 "e.g. pip install 'psycopg[binary]' for postgresql+psycopg"
             ) from None
-        except ArgumentError as exc:
+        except sa.exc.ArgumentError as exc:
             raise StoreError(f"REELFLOW_METADATA_URL {self.url!r} cannot be used: {exc}") from None
 
     def _connect(self) -> Engine:
@@ -125,6 +194,9 @@ class MetadataStore(RegistryTables):
         return engine
 
     def _ensure_schema(self, engine: Engine) -> None:
+        from ._migrate import upgrade
+
+        select, insert, update = sa.select, sa.insert, sa.update
         try:
             with engine.connect() as conn:  # fast path: an up-to-date store needs no DDL
                 try:
@@ -155,7 +227,7 @@ class MetadataStore(RegistryTables):
                         )
         except StoreError:
             raise
-        except DBAPIError as exc:
+        except sa.exc.DBAPIError as exc:
             raise db_error(exc, f"at {self.url}") from None
         except Exception as exc:
             raise StoreError(f"cannot open the metadata database {self.url}: {type(exc).__name__}: {exc}") from None
@@ -178,7 +250,7 @@ class MetadataStore(RegistryTables):
                     if lock is not None:
                         _serialize_writers(conn, lock)
                     yield conn
-        except DBAPIError as exc:
+        except sa.exc.DBAPIError as exc:
             raise db_error(exc, f"at {self.url} (writing)") from None
 
     @contextmanager
@@ -188,13 +260,35 @@ class MetadataStore(RegistryTables):
             with self.engine.connect() as conn:
                 with conn.begin():
                     yield conn
-        except DBAPIError as exc:
+        except sa.exc.DBAPIError as exc:
             raise db_error(exc, f"at {self.url} (reading)") from None
 
     _write = write
     _read = read
 
+    @contextmanager
+    def _fast_write(self, fast: FastSqlite, *, flush_blobs: bool = True) -> Iterator[sqlite3.Connection]:
+        """:meth:`write` on the fast path (same blob flush, same errors)."""
+        if flush_blobs and self.before_write is not None:
+            self.before_write()
+        try:
+            with fast.write() as conn:
+                yield conn
+        except sqlite3.Error as exc:
+            raise db_error(exc, f"at {self.url} (writing)") from None
+
+    @contextmanager
+    def _fast_read(self, fast: FastSqlite) -> Iterator[sqlite3.Connection]:
+        try:
+            with fast.read() as conn:
+                yield conn
+        except sqlite3.Error as exc:
+            raise db_error(exc, f"at {self.url} (reading)") from None
+
     def close(self) -> None:
+        if self._fast_db is not None:
+            self._fast_db.close()
+            self._fast_db = None
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
@@ -211,46 +305,50 @@ class MetadataStore(RegistryTables):
         params: Mapping[str, Any] | None = None,
         origin_run_id: str | None = None,
     ) -> str:
+        values = dict(
+            flow_name=flow_name,
+            user=user,
+            status="running",
+            created_at=time.time(),
+            origin_run_id=origin_run_id,
+            tags=json.dumps(sorted(set(tags))),
+            system_tags=json.dumps(sorted(set(system_tags))),
+            graph=json.dumps(graph or {}),
+            params=json.dumps(params or {}, default=repr),
+            pid=os.getpid(),
+            host=host_name(),
+            proc_token=process_token(os.getpid()),
+            heartbeat_at=time.time(),
+        )
+        if (fast := self._fast()) is not None:
+            with self._fast_write(fast) as fconn:
+                return str(fast.insert(fconn, "runs", values))
         with self._write() as conn:
-            res = conn.execute(
-                insert(s.runs).values(
-                    flow_name=flow_name,
-                    user=user,
-                    status="running",
-                    created_at=time.time(),
-                    origin_run_id=origin_run_id,
-                    tags=json.dumps(sorted(set(tags))),
-                    system_tags=json.dumps(sorted(set(system_tags))),
-                    graph=json.dumps(graph or {}),
-                    params=json.dumps(params or {}, default=repr),
-                    pid=os.getpid(),
-                    host=host_name(),
-                    proc_token=process_token(os.getpid()),
-                    heartbeat_at=time.time(),
-                )
-            )
+            res = conn.execute(sa.insert(s.runs).values(**values))
             pk = res.inserted_primary_key
             assert pk is not None
             return str(pk[0])
 
+    def _update_run(self, run_id: str, **values: Any) -> None:
+        """Set columns of run ``run_id`` (values that name no blob: no blob flush)."""
+        rid = self._pk(run_id)
+        if (fast := self._fast()) is not None:
+            with self._fast_write(fast, flush_blobs=False) as fconn:
+                fast.update(fconn, "runs", {"id": rid}, values)
+            return
+        with self._write(flush_blobs=False) as conn:
+            conn.execute(sa.update(s.runs).where(s.runs.c.id == rid).values(**values))
+
     def heartbeat(self, run_id: str) -> None:
         """Record that run ``run_id`` is still going (one UPDATE; the runtime calls it every few seconds)."""
-        with self._write(flush_blobs=False) as conn:
-            conn.execute(update(s.runs).where(s.runs.c.id == self._pk(run_id)).values(heartbeat_at=time.time()))
+        self._update_run(run_id, heartbeat_at=time.time())
 
     def finish_run(self, run_id: str, status: str, *, reason: str | None = None) -> None:
         """Record the run's end: ``status`` and, optionally, why (shown as its ``status_reason``)."""
-        with self._write(flush_blobs=False) as conn:
-            conn.execute(
-                update(s.runs).where(s.runs.c.id == self._pk(run_id))
-                .values(status=status, finished_at=time.time(), status_reason=reason)
-            )
+        self._update_run(run_id, status=status, finished_at=time.time(), status_reason=reason)
 
     def set_tags(self, run_id: str, tags: Sequence[str]) -> None:
-        with self._write(flush_blobs=False) as conn:
-            conn.execute(
-                update(s.runs).where(s.runs.c.id == self._pk(run_id)).values(tags=json.dumps(sorted(set(tags))))
-            )
+        self._update_run(run_id, tags=json.dumps(sorted(set(tags))))
 
     def _pk(self, run_id: str | int) -> int:
         """``run_id`` as the runs table's key; anything that cannot be one is :class:`NotFoundError`."""
@@ -258,7 +356,7 @@ class MetadataStore(RegistryTables):
             rid = int(str(run_id).strip())
         except ValueError:
             rid = -1
-        top = 2**31 - 1 if self._url.get_backend_name() == "postgresql" else 2**63 - 1
+        top = 2**31 - 1 if self.dialect_name == "postgresql" else 2**63 - 1
         if not 0 < rid <= top:
             raise NotFoundError(
                 f"run id {run_id!r} does not exist in the store at {self.url}: run ids are positive "
@@ -272,10 +370,16 @@ class MetadataStore(RegistryTables):
         ``recorded_status`` keeps what the database says.
         """
         rid = self._pk(run_id)
-        with self._read() as conn:
-            row = conn.execute(
-                select(s.runs).where(s.runs.c.id == rid, s.runs.c.flow_name == flow_name)
-            ).mappings().first()
+        row: Any
+        if (fast := self._fast()) is not None:
+            with self._fast_read(fast) as fconn:
+                rows = fast.select(fconn, "runs", "runs.id = ? AND runs.flow_name = ?", (rid, flow_name))
+            row = rows[0] if rows else None
+        else:
+            with self._read() as conn:
+                row = conn.execute(
+                    sa.select(s.runs).where(s.runs.c.id == rid, s.runs.c.flow_name == flow_name)
+                ).mappings().first()
         if row is None:
             raise NotFoundError(f"run {flow_name}/{run_id} does not exist in the store at {self.url}")
         return self._run_dict(row)
@@ -283,15 +387,24 @@ class MetadataStore(RegistryTables):
     def get_run_flow(self, run_id: str) -> str:
         """The flow name of run ``run_id`` (run ids are unique in a store)."""
         rid = self._pk(run_id)
-        with self._read() as conn:
-            row = conn.execute(select(s.runs.c.flow_name).where(s.runs.c.id == rid)).first()
+        row: Any
+        if (fast := self._fast()) is not None:
+            with self._fast_read(fast) as fconn:
+                row = fconn.execute("SELECT flow_name FROM runs WHERE id = ?", (rid,)).fetchone()
+        else:
+            with self._read() as conn:
+                row = conn.execute(sa.select(s.runs.c.flow_name).where(s.runs.c.id == rid)).first()
         if row is None:
             raise NotFoundError(f"run id {run_id} does not exist in the store at {self.url}")
         return str(row[0])
 
     def list_runs(self, flow_name: str | None = None) -> list[dict[str, Any]]:
         """Run rows, newest first (see :meth:`get_run` for ``status``)."""
-        q = select(s.runs).order_by(s.runs.c.id.desc())
+        if (fast := self._fast()) is not None:
+            where, args = ("runs.flow_name = ?", (flow_name,)) if flow_name is not None else ("", ())
+            with self._fast_read(fast) as fconn:
+                return [self._run_dict(r) for r in fast.select(fconn, "runs", where, args, "ORDER BY runs.id DESC")]
+        q = sa.select(s.runs).order_by(s.runs.c.id.desc())
         if flow_name is not None:
             q = q.where(s.runs.c.flow_name == flow_name)
         with self._read() as conn:
@@ -321,7 +434,7 @@ class MetadataStore(RegistryTables):
         (Added for the web UI: LIMIT/OFFSET on the primary key keeps a page fast on
         10,000 runs.)
         """
-        from sqlalchemy import and_, func, or_
+        from sqlalchemy import and_, func, or_, select
 
         conds: list[Any] = []
         if flow_name:
@@ -361,7 +474,7 @@ class MetadataStore(RegistryTables):
         out: dict[str, dict[str, float]] = {}
         if not names:
             return out
-        q = (select(s.metrics.c.run_id, s.metrics.c.name, s.metrics.c.value)
+        q = (sa.select(s.metrics.c.run_id, s.metrics.c.name, s.metrics.c.value)
              .where(s.metrics.c.name.in_(list(names))).order_by(s.metrics.c.id))
         with self._read() as conn:
             for rid, name, value in conn.execute(q):
@@ -392,25 +505,16 @@ class MetadataStore(RegistryTables):
         newest first, stopping after ``limit`` matches -- the cost does not grow with
         the number of runs in the store (``Flow.latest_run``, ``runs list --limit``).
         """
-        from sqlalchemy import and_
-
-        conds: list[Any] = []
-        if flow_name is not None:
-            conds.append(s.runs.c.flow_name == flow_name)
-        if statuses:
-            conds.append(s.runs.c.status.in_(list(statuses)))
-        conds.extend(_has_tag(t) for t in tags)
         want = max(0, int(limit))
         out: list[dict[str, Any]] = []
         before: int | None = None
-        with self._read() as conn:
+        with self._any_read() as (conn, fast):
             while len(out) < want:
                 n = want - len(out)
-                page = conds + ([s.runs.c.id < before] if before is not None else [])
-                q = select(s.runs).order_by(s.runs.c.id.desc()).limit(n)
-                if page:
-                    q = q.where(and_(*page))
-                rows = list(conn.execute(q).mappings())
+                if fast is not None:
+                    rows = self._fast_recent(fast, conn, flow_name, statuses, tags, before, n)
+                else:
+                    rows = self._sa_recent(conn, flow_name, statuses, tags, before, n)
                 for r in rows:
                     d = self._run_dict(r)
                     # SQLite's LIKE ignores ASCII case: keep exact tag matches only
@@ -421,77 +525,137 @@ class MetadataStore(RegistryTables):
                 before = int(rows[-1]["id"])
         return out
 
+    @contextmanager
+    def _any_read(self) -> Iterator[tuple[Any, FastSqlite | None]]:
+        """A read transaction on whichever path serves this store: ``(connection, fast or None)``."""
+        if (fast := self._fast()) is not None:
+            with self._fast_read(fast) as fconn:
+                yield fconn, fast
+        else:
+            with self._read() as conn:
+                yield conn, None
+
+    @staticmethod
+    def _sa_recent(conn: Connection, flow_name: str | None, statuses: Sequence[str], tags: Sequence[str],
+                   before: int | None, n: int) -> list[Any]:
+        conds: list[Any] = []
+        if flow_name is not None:
+            conds.append(s.runs.c.flow_name == flow_name)
+        if statuses:
+            conds.append(s.runs.c.status.in_(list(statuses)))
+        conds.extend(_has_tag(t) for t in tags)
+        if before is not None:
+            conds.append(s.runs.c.id < before)
+        q = sa.select(s.runs).order_by(s.runs.c.id.desc()).limit(n)
+        if conds:
+            q = q.where(sa.and_(*conds))
+        return list(conn.execute(q).mappings())
+
+    @staticmethod
+    def _fast_recent(fast: FastSqlite, conn: sqlite3.Connection, flow_name: str | None, statuses: Sequence[str],
+                     tags: Sequence[str], before: int | None, n: int) -> list[Any]:
+        """:meth:`_sa_recent`'s statement for the fast path (the same conditions, so the same index seek)."""
+        conds: list[str] = []
+        args: list[Any] = []
+        if flow_name is not None:
+            conds.append("runs.flow_name = ?")
+            args.append(flow_name)
+        if statuses:
+            conds.append(f"runs.status IN ({', '.join('?' * len(statuses))})")
+            args += list(statuses)
+        for t in tags:
+            pats = _tag_patterns(t)
+            conds.append("(" + " OR ".join(f"runs.{col} LIKE ? ESCAPE '\\'" for col in ("tags", "system_tags")
+                                           for _ in pats) + ")")
+            args += pats * 2
+        if before is not None:
+            conds.append("runs.id < ?")
+            args.append(before)
+        return fast.select(conn, "runs", " AND ".join(conds), [*args, n], "ORDER BY runs.id DESC LIMIT ?")
+
     def has_flow(self, flow_name: str) -> bool:
         """Whether any run of ``flow_name`` is recorded (one index seek)."""
-        q = select(s.runs.c.id).where(s.runs.c.flow_name == flow_name).limit(1)
+        if (fast := self._fast()) is not None:
+            with self._fast_read(fast) as fconn:
+                return fconn.execute("SELECT id FROM runs WHERE flow_name = ? LIMIT 1", (flow_name,)).fetchone() is not None
+        q = sa.select(s.runs.c.id).where(s.runs.c.flow_name == flow_name).limit(1)
         with self._read() as conn:
             return conn.execute(q).first() is not None
 
     def list_flows(self) -> list[str]:
         with self._read() as conn:
-            return sorted(r[0] for r in conn.execute(select(s.runs.c.flow_name).distinct()))
+            return sorted(r[0] for r in conn.execute(sa.select(s.runs.c.flow_name).distinct()))
 
     # -- tasks -------------------------------------------------------------------
     def record_task(self, run_id: str, rec: TaskRecord, artifacts: Mapping[str, ArtifactRef]) -> int:
         """Write one task attempt and its artifact references in one transaction."""
-        with self._write() as conn:
-            return self._insert_task(conn, run_id, rec, artifacts)
+        return self.record_tasks(run_id, [(rec, artifacts)])[0]
 
-    def record_tasks(self, run_id: str, items: Sequence[tuple[TaskRecord, Mapping[str, ArtifactRef]]]) -> None:
-        """Several task attempts in one transaction (used to clone tasks on resume)."""
+    def record_tasks(self, run_id: str, items: Sequence[tuple[TaskRecord, Mapping[str, ArtifactRef]]]) -> list[int]:
+        """Several task attempts in one transaction (used to clone tasks on resume); their row ids."""
+        for rec, _ in items:
+            _check_metrics(rec)
+        if (fast := self._fast()) is not None:
+            with self._fast_write(fast) as fconn:
+                return [self._insert_task(fconn, run_id, rec, arts, fast) for rec, arts in items]
         with self._write() as conn:
-            for rec, arts in items:
-                self._insert_task(conn, run_id, rec, arts)
+            return [self._insert_task(conn, run_id, rec, arts) for rec, arts in items]
 
     @staticmethod
-    def _insert_task(conn: Connection, run_id: str, rec: TaskRecord, artifacts: Mapping[str, ArtifactRef]) -> int:
-        res = conn.execute(
-            insert(s.tasks).values(
-                run_id=int(run_id),
-                step_name=rec.step_name,
-                task_id=rec.task_id,
-                attempt=rec.attempt,
-                status=rec.status,
-                task_key=rec.task_key,
-                split_index=rec.split_index,
-                foreach_stack=json.dumps(rec.foreach_stack, default=repr),
-                input_paths=json.dumps(rec.input_paths),
-                started_at=rec.started_at,
-                finished_at=rec.finished_at,
-                exception=rec.exception,
-                stdout_key=rec.stdout_key,
-                stderr_key=rec.stderr_key,
-                cloned_from=rec.cloned_from,
-                resources=json.dumps(rec.resources) if rec.resources else None,
-                result=json.dumps(rec.result) if rec.result else None,
-            )
+    def _insert_task(conn: Any, run_id: str, rec: TaskRecord, artifacts: Mapping[str, ArtifactRef],
+                     fast: FastSqlite | None = None) -> int:
+        task = dict(
+            run_id=int(run_id),
+            step_name=rec.step_name,
+            task_id=rec.task_id,
+            attempt=rec.attempt,
+            status=rec.status,
+            task_key=rec.task_key,
+            split_index=rec.split_index,
+            foreach_stack=json.dumps(rec.foreach_stack, default=repr),
+            input_paths=json.dumps(rec.input_paths),
+            started_at=rec.started_at,
+            finished_at=rec.finished_at,
+            exception=rec.exception,
+            stdout_key=rec.stdout_key,
+            stderr_key=rec.stderr_key,
+            cloned_from=rec.cloned_from,
+            resources=json.dumps(rec.resources) if rec.resources else None,
+            result=json.dumps(rec.result) if rec.result else None,
         )
-        pk = res.inserted_primary_key
-        assert pk is not None
-        row_id = int(pk[0])
-        if rec.metrics:
-            _check_metrics(rec)
-            conn.execute(
-                insert(s.metrics),
-                [
-                    {"run_id": int(run_id), "task_row": row_id, "step_name": rec.step_name, "task_id": rec.task_id,
-                     "name": n, "value": float(v), "step": st, "timestamp": ts}
-                    for n, v, st, ts in rec.metrics
-                ],
-            )
-        if artifacts:
-            conn.execute(
-                insert(s.artifacts),
-                [
-                    {"task_row": row_id, "name": n, "key": a.key, "size": a.size, "type": a.type}
-                    for n, a in artifacts.items()
-                ],
-            )
+        if fast is not None:
+            row_id = fast.insert(conn, "tasks", task)
+        else:
+            pk = conn.execute(sa.insert(s.tasks).values(**task)).inserted_primary_key
+            assert pk is not None
+            row_id = int(pk[0])
+        metrics = [
+            {"run_id": int(run_id), "task_row": row_id, "step_name": rec.step_name, "task_id": rec.task_id,
+             "name": n, "value": float(v), "step": st, "timestamp": ts}
+            for n, v, st, ts in rec.metrics
+        ]
+        arts = [{"task_row": row_id, "name": n, "key": a.key, "size": a.size, "type": a.type}
+                for n, a in artifacts.items()]
+        for table, rows in (("metrics", metrics), ("artifacts", arts)):
+            if not rows:
+                continue
+            if fast is not None:
+                fast.insert_many(conn, table, rows)
+            else:
+                conn.execute(sa.insert(getattr(s, table)), rows)
         return row_id
 
     def tasks_of_run(self, run_id: str, step_name: str | None = None) -> list[dict[str, Any]]:
         """Every task attempt of a run (oldest first), optionally of one step."""
-        q = select(s.tasks).where(s.tasks.c.run_id == self._pk(run_id)).order_by(s.tasks.c.id)
+        rid = self._pk(run_id)
+        args: list[Any]
+        if (fast := self._fast()) is not None:
+            where, args = "tasks.run_id = ?", [rid]
+            if step_name is not None:
+                where, args = where + " AND tasks.step_name = ?", [*args, step_name]
+            with self._fast_read(fast) as fconn:
+                return [_task_dict(r) for r in fast.select(fconn, "tasks", where, args, "ORDER BY tasks.id")]
+        q = sa.select(s.tasks).where(s.tasks.c.run_id == rid).order_by(s.tasks.c.id)
         if step_name is not None:
             q = q.where(s.tasks.c.step_name == step_name)
         with self._read() as conn:
@@ -501,21 +665,36 @@ class MetadataStore(RegistryTables):
         out: dict[int, dict[str, ArtifactRef]] = {r: {} for r in task_rows}
         if not task_rows:
             return out
-        with self._read() as conn:
-            for r in conn.execute(select(s.artifacts).where(s.artifacts.c.task_row.in_(list(task_rows)))).mappings():
-                out[r["task_row"]][r["name"]] = ArtifactRef(r["key"], r["size"], r["type"])
+        rows: list[Any]
+        if (fast := self._fast()) is not None:
+            with self._fast_read(fast) as fconn:
+                rows = fast.select_in(fconn, "artifacts", "task_row", list(task_rows))
+        else:
+            with self._read() as conn:
+                q = sa.select(s.artifacts).where(s.artifacts.c.task_row.in_(list(task_rows)))
+                rows = list(conn.execute(q).mappings())
+        for r in rows:
+            out[r["task_row"]][r["name"]] = ArtifactRef(r["key"], r["size"], r["type"])
         return out
-
 
     def metrics_of(self, run_ids: Sequence[str], task_row: int | None = None) -> list[dict[str, Any]]:
         """Metric points of runs (or of one task attempt), in logging order."""
-        q = select(s.metrics).order_by(s.metrics.c.id)
-        if task_row is not None:
-            q = q.where(s.metrics.c.task_row == task_row)
+        rows: list[dict[str, Any]]
+        if (fast := self._fast()) is not None:
+            with self._fast_read(fast) as fconn:
+                if task_row is not None:
+                    rows = fast.select(fconn, "metrics", "metrics.task_row = ?", [task_row], "ORDER BY metrics.id")
+                else:
+                    rows = fast.select_in(fconn, "metrics", "run_id", [self._pk(r) for r in run_ids])
+                    rows.sort(key=lambda r: r["id"])
         else:
-            q = q.where(s.metrics.c.run_id.in_([self._pk(r) for r in run_ids]))
-        with self._read() as conn:
-            rows = [dict(r) for r in conn.execute(q).mappings()]
+            q = sa.select(s.metrics).order_by(s.metrics.c.id)
+            if task_row is not None:
+                q = q.where(s.metrics.c.task_row == task_row)
+            else:
+                q = q.where(s.metrics.c.run_id.in_([self._pk(r) for r in run_ids]))
+            with self._read() as conn:
+                rows = [dict(r) for r in conn.execute(q).mappings()]
         for r in rows:
             if r["value"] is None:
                 r["value"] = math.nan  # how SQLite stores NaN
@@ -530,6 +709,7 @@ class MetadataStore(RegistryTables):
         keys: set[str] = set()
         logs: set[str] = set()
         with self._read() as conn:
+            select = sa.select
             keys.update(r[0] for r in conn.execute(select(s.artifacts.c.key).distinct()))
             for col in (s.tasks.c.stdout_key, s.tasks.c.stderr_key):
                 logs.update(r[0] for r in conn.execute(select(col).distinct().where(col.is_not(None))))
@@ -553,18 +733,21 @@ class MetadataStore(RegistryTables):
         return keys, logs
 
 
-def _has_tag(tag: str) -> Any:
-    """SQL: ``tag`` is an element of the run's ``tags`` or ``system_tags`` JSON list.
+def _tag_patterns(tag: str) -> list[str]:
+    """LIKE patterns (escape ``\\``) matching ``tag`` as a whole element of a JSON list.
 
     Lists are written by ``json.dumps`` (``["a", "b"]``): an element starts after ``[``
     or ``, `` outside any string, and inside a string a quote is always escaped, so
     ``["tag"`` / ``, "tag"`` match whole elements only (no false hit on ``x"tag"``).
     """
-    from sqlalchemy import or_
-
     enc = json.dumps(tag).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    pats = ["%[" + enc + "%", "%, " + enc + "%"]
-    return or_(*(col.like(p, escape="\\") for col in (s.runs.c.tags, s.runs.c.system_tags) for p in pats))
+    return ["%[" + enc + "%", "%, " + enc + "%"]
+
+
+def _has_tag(tag: str) -> Any:
+    """SQL: ``tag`` is an element of the run's ``tags`` or ``system_tags`` JSON list (:func:`_tag_patterns`)."""
+    pats = _tag_patterns(tag)
+    return sa.or_(*(col.like(p, escape="\\") for col in (s.runs.c.tags, s.runs.c.system_tags) for p in pats))
 
 
 def _check_metrics(rec: TaskRecord) -> None:
