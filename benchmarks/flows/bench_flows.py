@@ -2,6 +2,7 @@
 
     python benchmarks/flows/bench_flows.py [--repeat 5] [--skip-metaflow] [--skip-array]
     BENCH_METAFLOW_PATH=/tmp/mf python benchmarks/flows/bench_flows.py   # metaflow from pip --target
+    BENCH_BASELINE_SRC=/path/to/old/src python benchmarks/flows/bench_flows.py  # also an older reelflow
 
 Engines: ``reelflow`` (durable blobs: the default), ``reelflow REELFLOW_FSYNC=0``
 (no blob flush: what durability costs) and ``metaflow`` (when importable, or found
@@ -18,7 +19,14 @@ identical bytes):
   array200   a 200 MiB float64 array made in start, passed through 3 steps, read in end
 Also: resume of a 5-step flow that failed in step 4, and a cold client read of a
 small artifact in a fresh process. Metaflow runs when it is importable (local
-metadata and datastore in a temporary folder).
+metadata and datastore in a temporary folder). ``BENCH_BASELINE_SRC`` names the
+``src`` folder of another reelflow checkout (e.g. main before a change), run as a
+fourth engine, ``reelflow baseline``, for before/after figures from one session.
+
+Every engine runs from bytecode as an installed package does:
+``PYTHONDONTWRITEBYTECODE`` is dropped from the environment, and each engine runs
+each flow once before the timed repetitions (writes ``.pyc`` files, creates the
+store), so no figure includes compiling sources or creating a store.
 """
 
 from __future__ import annotations
@@ -192,7 +200,8 @@ class Engine:
         self.name, self.lib = name, lib
         self.folder = root / name.replace(" ", "_").replace("=", "")
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **extra_env}
+        base = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}  # run from .pyc files
+        self.env = {**base, "PYTHONUNBUFFERED": "1", **extra_env}
         if lib == "reelflow":
             self.env["REELFLOW_HOME"] = str(self.folder / ".reelflow")
             self.run_args = ["run", "--quiet"]
@@ -268,11 +277,15 @@ def main() -> None:
         root = Path(tmp)
         engines = [Engine("reelflow", "reelflow", root, {}),
                    Engine("reelflow FSYNC=0", "reelflow", root, {"REELFLOW_FSYNC": "0"})]
+        if os.environ.get("BENCH_BASELINE_SRC"):
+            engines.append(Engine("reelflow baseline", "reelflow", root,
+                                  {"PYTHONPATH": os.environ["BENCH_BASELINE_SRC"]}))
         if have_mf:
             engines.append(Engine("metaflow", "metaflow", root, {}))
         results = {e.name: {} for e in engines}
-        if "client_read" in workloads and "foreach100" not in workloads:
-            for e in engines:
+        for e in engines:  # warm-up, untimed: bytecode written, store created
+            e.run("linear10", 0)
+            if "client_read" in workloads and "foreach100" not in workloads:
                 e.run("foreach100", 0)  # the run the client reads
         for rep in range(args.repeat):
             for w in workloads:
@@ -283,6 +296,7 @@ def main() -> None:
     print(f"load average after: {load()}")
     rf, r0 = results["reelflow"], results["reelflow FSYNC=0"]
     mf = results.get("metaflow", {})
+    base = results.get("reelflow baseline", {})
     goals = {"linear10": (0.25, 12), "foreach100": (1.5, 20), "array200": (2.5, 6), "resume": (0.25, None),
              "client_read": (None, None)}
     print(f"\nmedian (min-max) over {args.repeat} interleaved repetitions; speed-up = metaflow / reelflow medians;"
@@ -302,6 +316,13 @@ def main() -> None:
             goal.append(f">= {ratio}x {'ok' if m / a >= ratio else 'MISSED'}")
         print(f"{k:<12} {stat(rf[k]):>24} {stat(r0[k]):>24} {stat(mf.get(k, [])):>24} {speed:>9} "
               f"{a / float(np.median(r0[k])):>9.2f}x  {', '.join(goal)}")
+    if base:
+        print(f"\nbaseline ({os.environ['BENCH_BASELINE_SRC']}), same repetitions; after/before = reelflow / baseline medians")
+        for k in workloads:
+            if base.get(k):
+                b = float(np.median(base[k]))
+                print(f"{k:<12} {stat(base[k]):>24}  after/before {float(np.median(rf[k])) / b:.2f}x"
+                      + (f"  (baseline speed-up over metaflow {float(np.median(mf[k])) / b:.1f}x)" if mf.get(k) else ""))
     if "array200" in rf:
         print(f"array200 store size: reelflow {rf['array200_store_mib'][0]:.1f} MiB "
               f"({rf['array200_store_mib'][0] / 200:.3f}x the array, goal <= 1.05x)"
