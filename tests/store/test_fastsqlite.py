@@ -199,3 +199,16 @@ def test_a_store_file_that_cannot_be_opened_is_one_clear_error(tmp_path):
 
     with pytest.raises(StoreError, match=r"the metadata database at sqlite:///.*m\.db failed: file is not a database"):
         MetadataStore(Path(bad)).create_run("F", user="u")
+
+
+def test_a_fast_route_behind_the_schema_steps_aside_for_sqlalchemy(tmp_path, monkeypatch):
+    """Should _sqlite_columns.py lag _schema.py, the store stays correct: SQLAlchemy serves it all."""
+    from reelflow.store import _fastsqlite
+
+    path = tmp_path / "m.db"
+    MetadataStore(path).open()
+    monkeypatch.setattr(_fastsqlite, "SCHEMA_VERSION", SCHEMA_VERSION - 1)
+    md = MetadataStore(path)
+    rid = md.create_run("F", user="u")
+    assert md._fast() is None and md.get_run("F", rid)["status"] == "running"
+    md.close()

@@ -94,6 +94,8 @@ def publish(name: str, payload: Mapping[str, Any] | None = None, *, at: float | 
 
 def list_events(name: str | None = None, *, limit: int = 50) -> list[dict[str, Any]]:
     """The newest events (of ``name``), newest first: ``id``, ``name``, ``payload``, ``created_at``, ``user``."""
+    from sqlalchemy import select
+
     from ..store import get_store
     from ..store._operate_db import operate_tables
 

@@ -69,8 +69,9 @@ class Store:
 
     @property
     def metadata(self) -> MetadataStore:
-        """The metadata database (SQLAlchemy loads on first use: workers that only
-        write blobs never import it)."""
+        """The metadata database (nothing connects before first use: workers that only
+        write blobs never open it; the default SQLite store serves a run's statements
+        without importing SQLAlchemy, see ``_fastsqlite.py``)."""
         if self._metadata is None:
             with _lock:
                 if self._metadata is None:

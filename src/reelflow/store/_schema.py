@@ -16,6 +16,11 @@ Version history
 4. Index ``ix_runs_flow_status`` (flow, status, id): the newest (successful) run of a
    flow is one index seek however many runs the store holds. Migrating adds it.
 
+After changing the columns of ``runs``, ``tasks``, ``artifacts`` or ``metrics``, or
+``SCHEMA_VERSION``, run ``python -m reelflow.store._sqlite_columns``: the default
+store's fast route (``_fastsqlite.py``, plain ``sqlite3``) names columns from that
+generated file, and ``tests/store/test_fastsqlite.py`` fails until it matches.
+
 A run's id is the integer primary key of ``runs`` shown as a string, unique in
 the store, so concurrent flows never collide. A task row is written once, when
 its attempt ends, in the same transaction as its artifact rows: a reader never
