@@ -443,10 +443,13 @@ class MetadataStore(RunQueries, RegistryTables):
     # -- tasks -------------------------------------------------------------------
     def record_task(self, run_id: str, rec: TaskRecord, artifacts: Mapping[str, ArtifactRef]) -> int:
         """Write one task attempt and its artifact references in one transaction."""
-        return self.record_tasks(run_id, [(rec, artifacts)])[0]
+        return self._record(run_id, [(rec, artifacts)])[0]
 
-    def record_tasks(self, run_id: str, items: Sequence[tuple[TaskRecord, Mapping[str, ArtifactRef]]]) -> list[int]:
-        """Several task attempts in one transaction (used to clone tasks on resume); their row ids."""
+    def record_tasks(self, run_id: str, items: Sequence[tuple[TaskRecord, Mapping[str, ArtifactRef]]]) -> None:
+        """Several task attempts in one transaction (used to clone tasks on resume)."""
+        self._record(run_id, items)
+
+    def _record(self, run_id: str, items: Sequence[tuple[TaskRecord, Mapping[str, ArtifactRef]]]) -> list[int]:
         for rec, _ in items:
             _check_metrics(rec)
         if (fast := self._fast()) is not None:
