@@ -338,6 +338,9 @@ class LocalRuntime(RunLifecycle):
         while (st.ready or executor) and not st.failure and st.interrupted is None:
             now = time.time()
             self._heartbeat()
+            # Ended tasks are recorded before their successors start: a run killed now
+            # never has a running task whose predecessor's row is missing.
+            self._flush_records()
             for _ in range(len(st.ready)):
                 if not st.ready or len(executor) >= max_workers or st.failure or st.interrupted is not None:
                     break
