@@ -23,6 +23,7 @@ from __future__ import annotations
 from ..flows._decorators import card
 from ._collector import REFRESH_INTERVAL, CardCollector, TaskCards
 from ._components import Artifact, CardComponent, Image, Markdown, ProgressBar, Table, VegaChart
+from ._more import Error, JSONViewer, PythonCode, ValueBox, YAMLViewer
 from ._preview import preview
 from ._read import StoredCard, get_cards
 from ._render import render_card_html
@@ -37,6 +38,11 @@ __all__ = [
     "VegaChart",
     "ProgressBar",
     "Artifact",
+    "PythonCode",
+    "ValueBox",
+    "JSONViewer",
+    "YAMLViewer",
+    "Error",
     "CardComponent",
     "MetaflowCardComponent",
     "CardCollector",

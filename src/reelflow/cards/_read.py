@@ -39,6 +39,10 @@ class StoredCard:
 
         return render_card_html(self.document())
 
+    def get(self) -> str:
+        """The card's HTML (Metaflow's name for :meth:`html`)."""
+        return self.html()
+
 
 def _card_rows(store: Store, run_id: str, step: str) -> list[dict[str, Any]]:
     from ._storage import card_rows
