@@ -26,7 +26,7 @@ class NamesFlow(FlowSpec):
         except ValueError as exc:
             current.card.append(Error(exc))
         self.names = sorted(current.parameter_names)
-        self.prod = getattr(current, "is_production", False)
+        self.prod = getattr(current, "is_production", False)  # Metaflow has it only under @project
         self.next(self.end)
 
     @step
@@ -95,33 +95,6 @@ def test_names_import_and_behave(engine):
         "local", "local", ["NamesFlow"], ["alpha", "beta"], False, ["alpha", "beta"], True, False,
         "notfound", "notfound", "invalid", "mismatch", True, "custom",
     ]
-
-
-def test_is_production_is_false_without_project(engine):
-    if engine.name != "reelflow":  # Metaflow defines it only under @project
-        return
-    path = engine.write("prod_flow.py", """
-        from metaflow import FlowSpec, step, current
-
-        class ProdFlow(FlowSpec):
-            @step
-            def start(self):
-                self.prod = current.is_production
-                self.next(self.end)
-
-            @step
-            def end(self):
-                pass
-
-        if __name__ == "__main__":
-            ProdFlow()
-        """)
-    engine.run(path, "run")
-    assert engine.client("""
-        from metaflow import Flow, namespace
-        namespace(None)
-        emit(Flow("ProdFlow").latest_run["start"].task.data.prod)
-        """) == [False]
 
 
 def test_metadata_rejects_a_service(monkeypatch, tmp_path):
