@@ -111,3 +111,71 @@ def test_bad_config_input_is_one_clear_error(engine):
         assert res.returncode != 0 and all(w in text for w in words), (args, text[-2000:])
         if engine.name == "reelflow":
             assert "Traceback" not in res.stderr and res.returncode == 2
+
+
+def test_runner_passes_configs_as_metaflow_does(engine):
+    path = _flow(engine)
+    value = {**OTHER, "retries": 0, "model": {"name": "svd", "factors": [2]}}
+    out = engine.client(
+        f"""
+        from metaflow import Runner
+        with Runner({str(path)!r}, show_output=False, cwd={str(path.parent)!r},
+                    config_value=[("cfg", {value!r})]).run() as running:
+            emit([running.status, running.run.data.cfg, running.run["start"].task.data.seen[0]])
+        """
+    )
+    assert out == [["successful", value, "svd"]]
+
+
+DEPLOYED = """
+from reelflow import FlowSpec, step, Config, config_expr, trigger, environment
+
+
+@trigger(event="go")
+class DeployedConfigFlow(FlowSpec):
+    cfg = Config("cfg", default="settings.json")
+
+    @environment(vars={"LABEL": config_expr("cfg.label")})
+    @step
+    def start(self):
+        import os
+        self.label = [self.cfg.label, os.environ["LABEL"]]
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+"""
+
+
+def test_configs_are_fixed_when_deployed(tmp_path):
+    """A deployment keeps the configs of deploy time: the file beside the flow may change or go."""
+    import os
+    import subprocess
+    import sys
+
+    import pytest
+
+    pytest.importorskip("croniter")
+    from reelflow import Flow, events, namespace
+
+    d = tmp_path / "flows"
+    d.mkdir()
+    (d / "flow.py").write_text(DEPLOYED)
+    (d / "settings.json").write_text('{"label": "at-deploy"}')
+    env = {**os.environ, "REELFLOW_PROGRESS": "0"}
+
+    def cli(*args):
+        p = subprocess.run([sys.executable, "-m", "reelflow.cli", *args], capture_output=True, text=True, env=env,
+                           timeout=300)
+        assert p.returncode == 0, p.stdout + p.stderr
+        return p
+
+    cli("deploy", str(d / "flow.py"))
+    cli("deploy", str(d / "flow.py"), "--name", "Other", "--config-value", "cfg", '{"label": "given"}')
+    (d / "settings.json").unlink()
+    events.publish("go", {})
+    cli("scheduler", "--once")
+    namespace(None)
+    assert sorted(r.data.label for r in Flow("DeployedConfigFlow")) == [["at-deploy", "at-deploy"],
+                                                                          ["given", "given"]]

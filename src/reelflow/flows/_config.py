@@ -41,10 +41,11 @@ from typing import Any
 from ..errors import FlowDefinitionError, ParameterError, ReelflowError
 
 __all__ = ["Config", "ConfigValue", "config_expr", "config_values", "apply_configs", "is_deferred",
-           "ConfigReadOnlyError"]
+           "ConfigReadOnlyError", "CONFIG_ENV", "deployed_config_values"]
 
 _ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _APPLIED = "_reelflow_configs_applied"
+CONFIG_ENV = "REELFLOW_CONFIG_VALUES"  # JSON of the configs fixed at deploy time (set by the scheduler)
 
 
 class ConfigReadOnlyError(ReelflowError, AttributeError):
@@ -316,6 +317,18 @@ def config_values(flow_cls: Any, files: Mapping[str, str] | None = None, texts: 
         ctx = ParameterContext(flow_cls.__name__, user, c.name)
         out[attr] = c.load(file=(files or {}).get(c.name), text=(texts or {}).get(c.name), ctx=ctx, base=base)
     return out
+
+
+def deployed_config_values(flow_cls: Any) -> dict[str, Any] | None:
+    """The configs a deployment fixed when it was deployed (None outside a deployed run)."""
+    import os
+
+    raw = os.environ.get(CONFIG_ENV)
+    if not raw:
+        return None
+    values = json.loads(raw)
+    declared = flow_cls._flow_configs()
+    return {attr: values.get(attr) for attr in declared}
 
 
 def _resolve(v: Any, env: Mapping[str, Any]) -> Any:

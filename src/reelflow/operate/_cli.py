@@ -73,16 +73,21 @@ def _params(items: Sequence[str]) -> dict[str, str]:
 @click.option("--with", "with_specs", multiple=True, metavar="DECORATOR",
               help="Attach a decorator to every step of every run (repeatable), e.g. --with retry or "
                    "--with ray:address=HOST:PORT.")
+@click.option("--config", "config_files", nargs=2, multiple=True, metavar="NAME FILE",
+              help="Config NAME of the flow from FILE, fixed at deploy time (repeatable).")
+@click.option("--config-value", "config_texts", nargs=2, multiple=True, metavar="NAME TEXT",
+              help="Config NAME of the flow as text, fixed at deploy time (repeatable).")
 @_guard
 def deploy_cmd(flow_file: str, name: str | None, params: Sequence[str], catchup: str, max_concurrent: int,
                on_busy: str, branch: str | None, production: bool, executor: str | None,
-               with_specs: Sequence[str]) -> None:
+               with_specs: Sequence[str], config_files: Sequence[tuple[str, str]],
+               config_texts: Sequence[tuple[str, str]]) -> None:
     """Snapshot FLOW_FILE's code into the store and deploy it with its triggers (a new version each time)."""
     from ._deploy import deploy
 
     dep = deploy(flow_file, name=name, params=_params(params), catchup=catchup, max_concurrent=max_concurrent,
                  on_busy=on_busy, branch=branch, production=production, executor=executor,
-                 with_specs=with_specs)
+                 with_specs=with_specs, config_files=dict(config_files), config_texts=dict(config_texts))
     click.echo(f"deployed {dep.name} version {dep.version} ({dep.flow_name}, {len(dep.code)} file(s) "
                f"snapshotted): {dep.describe_triggers()}")
     if dep.next_slot:

@@ -135,6 +135,8 @@ def deploy(
     now: float | None = None,
     branch: str | None = None,
     production: bool = False,
+    config_files: Mapping[str, str] | None = None,
+    config_texts: Mapping[str, str] | None = None,
 ) -> Deployment:
     """Snapshot ``flow_file``'s code into the store and record a new version of deployment ``name``.
 
@@ -172,6 +174,16 @@ def deploy(
     trig_json["events"] = [{**ev, "name": resolve_event_name(ev["name"], info)} for ev in trig.events]
     if info is not None:
         trig_json["project"] = info.to_json()
+    if flow_cls._flow_configs() or config_files or config_texts:
+        from ..flows._config import config_values
+
+        values = config_values(flow_cls, config_files, config_texts, user=store.config.user)
+        try:
+            json.dumps(values)
+        except (TypeError, ValueError):
+            raise ParameterError("deploy: the flow's configs must be JSON values to be fixed at deploy time; "
+                                 "make the config parser return plain dicts, lists, strings and numbers") from None
+        trig_json["configs"] = values
     if trig.cron:
         _require_croniter()
         check_cron(trig.cron)

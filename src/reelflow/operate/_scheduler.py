@@ -33,6 +33,7 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 
 from ..errors import ReelflowError
+from ..flows._config import CONFIG_ENV
 from ..flows._project import PROJECT_ENV
 from ..flows._triggers import TRIGGER_ENV
 from ._deploy import _deployment, _version_row, materialize, next_slot, with_run_options
@@ -326,6 +327,9 @@ class Scheduler:
             env.pop(PROJECT_ENV, None)
             if dep.triggers.get("project"):  # the run goes on the branch the deployment was made for
                 env[PROJECT_ENV] = json.dumps(dep.triggers["project"])
+            env.pop(CONFIG_ENV, None)
+            if "configs" in dep.triggers:  # the configs fixed when the version was deployed
+                env[CONFIG_ENV] = json.dumps(dep.triggers["configs"])
             proc = self._spawn(args, folder, env, log)
         except Exception as exc:  # a snapshot that cannot be read or a process that cannot start
             self._finish(fid, "failed", f"could not start the run: {type(exc).__name__}: {exc}", None)

@@ -207,7 +207,11 @@ def build_cli(flow_cls: type[FlowSpec]) -> click.Group:
             from ..flows._config import apply_configs, config_values
 
             # Fixed before anything forks (the fork server copies this class as it is now).
-            values = config_values(flow_cls, dict(config_files), dict(config_texts), user=_user())
+            from ..flows._config import deployed_config_values
+
+            deployed = None if config_files or config_texts else deployed_config_values(flow_cls)
+            values = deployed if deployed is not None else config_values(
+                flow_cls, dict(config_files), dict(config_texts), user=_user())
             apply_configs(flow_cls, values)
             ctx.obj["configs"] = values
 

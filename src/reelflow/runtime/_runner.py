@@ -366,13 +366,18 @@ def _cli_value(v: Any) -> str:
     return str(v)
 
 
+def _text(x: Any) -> str:
+    """An option's value as text: a dict or list as JSON (``config_value=[("cfg", {...})]``)."""
+    return json.dumps(x) if isinstance(x, (dict, list)) else str(x)
+
+
 def _option(k: str, v: Any) -> list[str]:
     """A top-level option as click's API would write it (Metaflow's ``click_api``)."""
     flag = "--" + k.replace("_", "-")
     if isinstance(v, bool):
         return [flag] if v else []
     if isinstance(v, (list, tuple)) and v and all(isinstance(x, (list, tuple)) for x in v):
-        return [y for x in v for y in (flag, *map(str, x))]  # multiple options of several values
+        return [y for x in v for y in (flag, *map(_text, x))]  # multiple options of several values
     if isinstance(v, (list, tuple)):
         return [y for x in v for y in (flag, str(x))]
     return [flag, str(v)]
