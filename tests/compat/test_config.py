@@ -74,17 +74,13 @@ def _flow(engine):
 def test_config_from_default_file_option_and_value(engine):
     path = _flow(engine)
     engine.run(path, "run")
-    engine.run(path, "--config", "cfg", "other.json", "run")
-    engine.run(path, "--config-value", "cfg", json.dumps({**OTHER, "model": {"name": "knn", "factors": []}}),
-               "--config-value", "kv", "a=7\nb=8", "run", "--alpha", "0.75")
+    engine.run(path, "--config", "cfg", "other.json", "--config-value", "kv", "a=7\nb=8", "run", "--alpha", "0.75")
     out = engine.client(READ)
     assert out == [
         [True, 2, ["ease", [8, 16], [8, 16], "1", "2", 0.25, "EASE", True, ["alpha", "cpu", "model", "retries"]],
          [True, False, False], CFG, {"a": "1", "b": "2"}, "ease"],
-        [True, 1, ["als", [4], [4], "1", "2", 0.5, "ALS", True, ["alpha", "cpu", "model", "retries"]],
-         [True, False, False], OTHER, {"a": "1", "b": "2"}, "als"],
-        [True, 1, ["knn", [], [], "7", "8", 0.75, "KNN", True, ["alpha", "cpu", "model", "retries"]],
-         [True, False, False], {**OTHER, "model": {"name": "knn", "factors": []}}, {"a": "7", "b": "8"}, "knn"],
+        [True, 1, ["als", [4], [4], "7", "8", 0.75, "ALS", True, ["alpha", "cpu", "model", "retries"]],
+         [True, False, False], OTHER, {"a": "7", "b": "8"}, "als"],
     ]
 
 
