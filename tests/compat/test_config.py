@@ -175,3 +175,46 @@ def test_configs_are_fixed_when_deployed(tmp_path):
     namespace(None)
     assert sorted(r.data.label for r in Flow("DeployedConfigFlow")) == [["at-deploy", "at-deploy"],
                                                                           ["given", "given"]]
+
+
+SPIN = """
+import os
+from reelflow import FlowSpec, step, Config, config_expr, environment
+
+
+class SpinConfigFlow(FlowSpec):
+    cfg = Config("cfg", default_value={"label": "default"})
+
+    @step
+    def start(self):
+        self.next(self.show)
+
+    @environment(vars={"LABEL": config_expr("cfg.label")})
+    @step
+    def show(self):
+        print("label", self.cfg.label, os.environ["LABEL"])
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+
+if __name__ == "__main__":
+    SpinConfigFlow()
+"""
+
+
+def test_spin_uses_the_past_runs_configs(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    path = tmp_path / "spin_flow.py"
+    path.write_text(SPIN)
+    env = {**os.environ, "REELFLOW_PROGRESS": "0"}
+    for args in (["--config-value", "cfg", '{"label": "given"}', "run"], ["spin", "show"]):
+        p = subprocess.run([sys.executable, str(path), *args], capture_output=True, text=True, env=env, timeout=300,
+                           cwd=tmp_path)
+        assert p.returncode == 0, p.stdout + p.stderr
+    assert "label given given" in p.stdout  # the spun step saw the run's config, not the default

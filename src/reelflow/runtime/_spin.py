@@ -148,7 +148,9 @@ def _spec(flow_cls: Any, store: Store, row: dict[str, Any], overrides: dict[str,
                     task_id=int(row["task_id"]), attempt=0, task_key=f"{row['step_name']}[spin]",
                     input_paths=list(row["input_paths"] or []), base_refs=base, params=frozenset(params),
                     user=store.config.user, tags=frozenset(), origin_run_id=row["run_id"],
-                    foreach_frames=frames, join_inputs=join_inputs, parallel=gang)
+                    foreach_frames=frames, join_inputs=join_inputs, parallel=gang,
+                    configs={a: store.load(params[a].key, what=f"config {a!r} of the run")  # the run's configs
+                             for a in flow_cls._flow_configs() if a in params} or None)
 
 
 def _load_overrides(path: str | None, store: Store) -> dict[str, ArtifactRef]:
