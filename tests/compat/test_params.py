@@ -4,7 +4,7 @@ import json
 
 FLOW = """
 import json
-from metaflow import FlowSpec, step, Parameter, IncludeFile, JSONType
+from metaflow import FlowSpec, step, Parameter, IncludeFile, JSONType, Config
 
 
 def default_owner(ctx):
@@ -16,6 +16,8 @@ class ParamFlow(FlowSpec):
     empty = Parameter("empty", default="", separator=",")
     owner = Parameter("owner", default=default_owner)
     size = Parameter("size", default=lambda ctx: len(ctx.parameter_name), type=int)
+    settings = Config("settings", default_value='{"lr": 0.5}')
+    lr = Parameter("lr", default=lambda ctx: str(ctx.configs.settings.lr))
     cfg = Parameter("cfg", default='{"k": 1}', type=JSONType)
     text = IncludeFile("text", default="notes.txt")
     latin = IncludeFile("latin", default="latin.txt", encoding="latin-1")
@@ -26,7 +28,7 @@ class ParamFlow(FlowSpec):
     @step
     def start(self):
         self.out = {
-            "labels": self.labels, "empty": self.empty, "owner": self.owner, "size": self.size,
+            "labels": self.labels, "empty": self.empty, "owner": self.owner, "size": self.size, "lr": self.lr,
             "cfg": self.cfg, "text": self.text, "latin": self.latin,
             "raw": [type(self.raw).__name__, len(self.raw)], "parsed": self.parsed, "dotted": self.dotted,
         }
@@ -61,7 +63,7 @@ def test_parameter_defaults(engine):
     path = engine.write("param_flow.py", FLOW)
     engine.run(path, "run")
     assert engine.client(READ) == [{
-        "labels": ["a", "b", "c"], "empty": "", "owner": "ParamFlow-owner-tester", "size": 4,
+        "labels": ["a", "b", "c"], "empty": "", "owner": "ParamFlow-owner-tester", "size": 4, "lr": "0.5",
         "cfg": {"k": 1}, "text": "hello notes", "latin": "café", "raw": ["bytes", 11],
         "parsed": {"rows": [1, 2]}, "dotted": {"rows": [1, 2]},
     }]

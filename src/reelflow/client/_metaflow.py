@@ -21,8 +21,14 @@ class Metaflow:
 
     @property
     def flows(self) -> list[Flow]:
-        """Every flow with at least one run, by name."""
-        return [Flow(name, _store=self._store) for name in sorted(self._store.metadata.list_flows())]
+        """The flows with at least one run in the current namespace (every flow under
+        ``namespace(None)``), by name, as Metaflow."""
+        from ._core import get_namespace
+
+        ns = get_namespace()
+        md = self._store.metadata
+        names = [n for n in sorted(md.list_flows()) if ns is None or md.recent_runs(n, limit=1, tags=(ns,))]
+        return [Flow(name, _store=self._store) for name in names]
 
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter(self.flows)

@@ -34,7 +34,7 @@ from typing import Any
 
 from ..errors import ParameterError, ReelflowError, RunFailedError, RunInterruptedError
 from ..flows._decorators import StepDecorator, retry_delay
-from ..flows._config import apply_configs, config_values
+from ..flows._config import ConfigValue, apply_configs, config_values
 from ..flows._parameters import ParameterContext
 from ..flows._project import ProjectInfo, resolve_project
 from ..flows._spec import FlowSpec
@@ -220,9 +220,10 @@ class LocalRuntime(RunLifecycle):
                 f"{', '.join(sorted(by_name)) or 'none'}"
             )
         out: dict[str, Any] = {}
+        configs = ConfigValue(self.config_values)  # ctx.configs.<name> in a callable default, as Metaflow
         for attr, p in declared.items():
             value = raw.get(p.name, raw.get(attr))
-            ctx = ParameterContext(self.flow_name, self.user, p.name)
+            ctx = ParameterContext(self.flow_name, self.user, p.name, configs=configs)
             out[attr] = p.load(value, ctx)
         return out
 
