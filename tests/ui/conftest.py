@@ -134,7 +134,16 @@ class NightlyFlow(FlowSpec):
 
     @step
     def start(self):
+        import numpy as np
+        import pandas as pd
+
+        from reelflow.content.experiments import compare
+
         self.seen = self.day
+        rng = np.random.default_rng(0)  # an A/B result: the run page draws it as a forest plot
+        self.ab = pd.concat([compare(rng.normal(1, 1, 400), rng.normal(1.3, 1, 400), metric="plays"),
+                             compare(rng.normal(1, 1, 400), rng.normal(1.0, 1, 400), metric="minutes")],
+                            ignore_index=True)
         self.next(self.end)
 
     @step
@@ -158,9 +167,9 @@ class AfterFlow(FlowSpec):
 '''
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def ops_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A store with two deployments and runs they triggered, through the real scheduler:
+    """(One per session: tests that pause a deployment resume it.) A store with two deployments and runs they triggered, through the real scheduler:
     ``nightly`` (2 versions; cron 03:00 Europe/Berlin; event ratings.arrived -> day) fired by an
     event with a hostile payload (NightlyFlow/1), and ``after`` (on NightlyFlow's finish: AfterFlow/2)."""
     pytest.importorskip("croniter")

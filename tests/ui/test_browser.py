@@ -255,4 +255,11 @@ def test_deployments_pages_pause_resume_and_follow_a_triggered_run(ops_home, mak
         expect(page.locator("#dep-state")).to_have_text("active")
         page.locator("#firings a.firing-run").click()
         expect(page.locator("h1")).to_contain_text("NightlyFlow/1")
+        # an A/B result artifact previews as a forest plot: one interval per metric, the lift marked significant
+        page.locator("#step-start details.preview summary", has_text="ab").click()
+        forest = page.locator("#step-start details.preview[open] svg.rf-forest")
+        expect(forest.locator("g.rf-interval")).to_have_count(2)
+        expect(forest.locator('g.rf-interval[data-label="plays"] circle[fill="#2da44e"]')).to_have_count(1)
+        expect(forest.locator('g.rf-interval[data-label="minutes"] circle[fill="#0969da"]')).to_have_count(1)
+        shot("ab-forest")
     assert problems == []

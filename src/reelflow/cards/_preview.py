@@ -81,10 +81,21 @@ def preview(obj: Any, *, name: str | None = None) -> dict[str, Any]:
     Kinds: ``scalar`` (numbers, bools, None), ``text`` (strings and bytes), ``dict``,
     ``list``, ``table`` (DataFrames: first rows and the shape), ``array`` (numpy: shape,
     dtype and, when small, the values), ``image`` (PIL images, RGB(A) arrays, matplotlib
-    figures: a PNG) and ``other`` (the type and a shortened ``repr``).
+    figures: a PNG) and ``other`` (the type and a shortened ``repr``). Tables and dicts of
+    estimates with intervals (A/B tests, off-policy evaluation) also get ``intervals``
+    (see :mod:`reelflow.cards._intervals`), drawn as a forest plot.
     """
     out = _preview(obj)
     out.setdefault("type", _type_name(obj))
+    if out["kind"] in ("table", "dict"):  # results with intervals (A/B tests, OPE) are drawn as a forest plot
+        from ._intervals import intervals_of
+
+        try:
+            iv = intervals_of(obj)
+        except Exception:  # noqa: BLE001 - a preview never fails on a value it cannot read
+            iv = None
+        if iv is not None:
+            out["intervals"] = iv
     if name is not None:
         out["name"] = name
     return out

@@ -56,7 +56,17 @@ def _table(columns: list[Any], rows: list[list[Any]], index: list[Any] | None = 
 
 
 def render_preview(p: dict[str, Any]) -> str:
-    """HTML for a :func:`~reelflow.cards._preview.preview` dict (every value escaped)."""
+    """HTML for a :func:`~reelflow.cards._preview.preview` dict (every value escaped); estimates
+    with intervals come first as a forest plot."""
+    body = _render_kind(p)
+    if p.get("intervals"):
+        from ._intervals import forest_svg
+
+        body = f'<div class="rf-chart-forest">{forest_svg(p["intervals"])}</div>' + body
+    return body
+
+
+def _render_kind(p: dict[str, Any]) -> str:
     kind = p.get("kind")
     more = '<div class="rf-note">(shortened)</div>' if p.get("truncated") else ""
     if kind == "scalar":
