@@ -107,6 +107,10 @@ def test_bad_config_input_is_one_clear_error(engine):
         assert res.returncode != 0 and all(w in text for w in words), (args, text[-2000:])
         if engine.name == "reelflow":
             assert "Traceback" not in res.stderr and res.returncode == 2
+    if engine.name == "reelflow":
+        shown = engine.run(path, "show").stdout
+        assert "cfg (default file 'cfg.json')" in shown and "kv (a default value)" in shown
+        assert "--alpha (float)" in shown  # the type of the default that config_expr gave
 
 
 def test_runner_passes_configs_as_metaflow_does(engine):

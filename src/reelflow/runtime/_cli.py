@@ -303,6 +303,13 @@ def build_cli(flow_cls: type[FlowSpec]) -> click.Group:
             click.echo("\nParameters:")
             for attr, p in params.items():
                 click.echo(f"  --{p.name} ({p.type_name()})  {p.help or ''}")
+        configs = flow_cls._flow_configs()
+        if configs:
+            click.echo("\nConfigs (--config NAME FILE / --config-value NAME TEXT before the command):")
+            for c in configs.values():
+                where = (f"default file {c.default!r}" if isinstance(c.default, str) else
+                         "a default value" if c.default_value is not None else "required" if c.required else "no default")
+                click.echo(f"  {c.name} ({where})  {c.help or ''}")
 
     @cli.command(help="Print the captured output of RUN_ID/STEP or RUN_ID/STEP/TASK_ID.")
     @click.argument("pathspec")
