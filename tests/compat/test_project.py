@@ -122,7 +122,7 @@ def test_pypi_and_conda_are_accepted_with_one_warning(tmp_path):
 
 
 REGISTRY = """
-from reelflow import FlowSpec, Parameter, step, project, current, models
+from reelflow import FlowSpec, Parameter, step, project, current, models, namespaced_event_name
 
 
 @project(name="recs")
@@ -136,6 +136,7 @@ class PromoteFlow(FlowSpec):
         v = models.register("ranker", {"q": self.quality}, alias="champion", metrics={"q": self.quality})
         self.version = v.version
         self.seen_after = models.get("ranker@champion").version
+        self.event_name = namespaced_event_name("ranker_ready")  # what this branch would publish
         self.next(self.end)
 
     @step
@@ -171,6 +172,8 @@ def test_a_branch_moves_its_own_aliases_and_never_production(tmp_path):
     by_branch = {r.data.version: (r.data.seen_before, r.data.seen_after) for r in Flow("PromoteFlow")}
     # a branch reads production's alias until it sets its own, then its own
     assert by_branch == {1: (None, 1), 2: (1, 2), 3: (1, 3)}
+    assert sorted(r.data.event_name for r in Flow("PromoteFlow")) == [
+        "recs.prod.ranker_ready", "recs.test.new_ease.ranker_ready", f"recs.user.{user}.ranker_ready"]
     with pytest.raises(Exception, match="not valid"):
         models.set_alias("ranker", "bad prefix/champion", 1)
 

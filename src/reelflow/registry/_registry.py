@@ -4,6 +4,12 @@ Versions live in the metadata database beside runs; the model object is a blob i
 the artifact store, so registering an artifact of a run copies nothing (same
 bytes, same key), and loading verifies the blob's hash. Every alias move is
 recorded with its time and user.
+
+Inside a run of a ``@project`` flow on any branch but ``prod``, an alias is the branch's
+own: ``champion`` is stored as ``<project>.<branch>/champion`` (e.g.
+``recs.test.new_ease/champion``), so a branch never moves production's aliases; reading
+``name@champion`` there finds the branch's alias, else production's. Outside a run, name
+a branch's alias in full: ``models.get("ranker@recs.test.new_ease/champion")``.
 """
 
 from __future__ import annotations
