@@ -101,6 +101,7 @@ def test_run_page_draws_the_graph_with_the_failed_step(client):
     assert "evaluation failed on purpose" in r.text
     assert "alpha" in r.text and "0.8" in r.text  # parameters
     assert 'id="step-evaluate"' in r.text
+    assert re.search(r'<td id="run-trigger">started by hand</td>', r.text)
 
 
 def test_task_page_logs_search_and_escaping(client):

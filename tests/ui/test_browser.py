@@ -1,8 +1,8 @@
 """The UI in a real browser (Debian's Chromium driven by Playwright), clicked through as a user.
 
 Every page visited is saved as a screenshot in the test's output folder; with
-``REELFLOW_UI_SCREENSHOTS=DIR`` the run page and the comparison are also written
-there as ``ui-run.png`` and ``ui-compare.png`` (the README's pictures).
+``REELFLOW_UI_SCREENSHOTS=DIR`` the run page, the comparison and a deployment are also
+written there as ``ui-run.png``, ``ui-compare.png`` and ``ui-deployment.png`` (the README's pictures).
 """
 
 from __future__ import annotations
@@ -253,6 +253,7 @@ def test_deployments_pages_pause_resume_and_follow_a_triggered_run(ops_home, mak
         shot("deployment-paused")
         page.get_by_role("button", name="Resume").click()
         expect(page.locator("#dep-state")).to_have_text("active")
+        _publish(shot("deployment"), "ui-deployment.png")
         page.locator("#firings a.firing-run").click()
         expect(page.locator("h1")).to_contain_text("NightlyFlow/1")
         # an A/B result artifact previews as a forest plot: one interval per metric, the lift marked significant

@@ -83,7 +83,11 @@ def test_deployment_page_next_fires_firings_and_versions(ops_client, ops_store):
     assert html.count('class="firing-row"') == 1
     assert "event ratings.arrived #1" in text and "succeeded" in text
     assert '<a class="firing-run" href="/runs/NightlyFlow/1">' in html
-    assert ops_client.get("/runs/NightlyFlow/1").status_code == 200
+    run_page = ops_client.get("/runs/NightlyFlow/1")
+    assert run_page.status_code == 200
+    how = _text(re.search(r'<td id="run-trigger">(.*?)</td>', run_page.text, re.S).group(1))
+    assert how.startswith("event ratings.arrived #1") and "deployment nightly" in how
+    assert 'href="/deployments/nightly"' in run_page.text and HOSTILE not in run_page.text
     # version history, newest first, parameters of each
     assert html.count('class="dep-version"') == 2
     versions = re.findall(r'<tr class="dep-version"><td>(\d+)', html)
@@ -94,6 +98,8 @@ def test_deployment_page_next_fires_firings_and_versions(ops_client, ops_store):
     assert "finished run NightlyFlow/1" in _text(after)
     assert 'href="/runs/NightlyFlow/1">upstream run' in after
     assert '<a class="firing-run" href="/runs/AfterFlow/2">' in after
+    chained = ops_client.get("/runs/AfterFlow/2").text
+    assert "finished run NightlyFlow/1" in chained and 'href="/runs/NightlyFlow/1">upstream run' in chained
     assert 'id="next-fires"' not in after  # no schedule, no fire times
 
 

@@ -92,6 +92,7 @@ def add_run_routes(app: Any) -> None:
         st = store()
         d = run_detail(st, flow, run_id)
         from ..cards._storage import card_rows
+        from ..operate._trigger_lookup import run_trigger
 
         from ._livelogs import live_tails
 
@@ -102,7 +103,7 @@ def add_run_routes(app: Any) -> None:
                       dag=dag_svg(d["run"]["graph"] or {}, d["steps"]),
                       gantt=gantt_svg(d["gantt"], d["run"]["created_at"]), attempts=d["attempts"],
                       retried=d["retried"], live_tasks=sorted(live.values(), key=lambda r: r["task_id"]),
-                      flow=flow, run_id=run_id)
+                      flow=flow, run_id=run_id, trigger=run_trigger(run_id, st))
 
     @app.get("/api/runs/{flow}/{run_id}/state")
     def run_state(flow: str, run_id: str) -> JSONResponse:
