@@ -174,8 +174,9 @@ def write(folder: Path, name: str, template: str, lib: str) -> Path:
     return path
 
 
-def timed(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[float, int, int]:
-    """(seconds, exit code, peak RSS in bytes of the largest process in the tree)."""
+def timed(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[float, int, int, float]:
+    """(seconds, exit code, peak RSS in bytes of the largest process in the tree, CPU seconds:
+    user + system time of the command and the descendants it waited for)."""
     t0 = time.perf_counter()
     p = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(p.pid, 0)
@@ -186,7 +187,7 @@ def timed(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[float, int, i
         p.stderr.close()
     if p.returncode != 0 and env.get("BENCH_FAIL") != "1":
         raise SystemExit(f"{' '.join(cmd)} failed:\n{err[-2000:]}")
-    return dt, p.returncode, usage.ru_maxrss * 1024
+    return dt, p.returncode, usage.ru_maxrss * 1024, usage.ru_utime + usage.ru_stime
 
 
 def dir_size(path: Path) -> int:
@@ -221,23 +222,26 @@ class Engine:
         """Time one workload once; returns its figures (seconds, MiB)."""
         py = sys.executable
         if workload in ("linear10", "foreach100"):
-            return {workload: timed([py, str(self.paths[workload]), *self.run_args], self.env, self.folder)[0]}
+            dt, _, _, cpu = timed([py, str(self.paths[workload]), *self.run_args], self.env, self.folder)
+            return {workload: dt, f"{workload}_cpu": cpu}
         if workload == "array200":
             before = dir_size(self.store) if self.store.exists() else 0
-            dt, _, peak = timed([py, str(self.paths["array200"]), *self.run_args],
+            dt, _, peak, _ = timed([py, str(self.paths["array200"]), *self.run_args],
                                 {**self.env, "BENCH_SEED": str(rep)}, self.folder)
             return {"array200": dt, "array200_peak_mib": peak / 2**20,
                     "array200_store_mib": (dir_size(self.store) - before) / 2**20}
         if workload == "resume":
             path = str(self.paths["fail4"])
             timed([py, path, *self.run_args], {**self.env, "BENCH_FAIL": "1"}, self.folder)
-            return {"resume": timed([py, path, "resume", *self.run_args[1:]], self.env, self.folder)[0]}
+            dt, _, _, cpu = timed([py, path, "resume", *self.run_args[1:]], self.env, self.folder)
+            return {"resume": dt, "resume_cpu": cpu}
         if self.lib == "reelflow":
             code = "from reelflow import Flow; assert Flow('Foreach100').latest_run.data.total == 9900"
         else:
             code = ("from metaflow import Flow, namespace; namespace(None); "
                     "assert Flow('Foreach100').latest_run['join'].task.data.total == 9900")
-        return {"client_read": timed([py, "-c", code], self.env, self.folder)[0]}
+        dt, _, _, cpu = timed([py, "-c", code], self.env, self.folder)
+        return {"client_read": dt, "client_read_cpu": cpu}
 
 
 def metaflow_available() -> bool:
@@ -316,6 +320,11 @@ def main() -> None:
             goal.append(f">= {ratio}x {'ok' if m / a >= ratio else 'MISSED'}")
         print(f"{k:<12} {stat(rf[k]):>24} {stat(r0[k]):>24} {stat(mf.get(k, [])):>24} {speed:>9} "
               f"{a / float(np.median(r0[k])):>9.2f}x  {', '.join(goal)}")
+    print("\nCPU seconds (user + system of the process tree; less sensitive to the machine's load), medians:")
+    for k in workloads:
+        cols = [(name, results[name].get(f"{k}_cpu")) for name in results]
+        if any(v for _, v in cols):
+            print(f"{k:<12} " + "  ".join(f"{name} {np.median(v):.3f}s" for name, v in cols if v))
     if base:
         print(f"\nbaseline ({os.environ['BENCH_BASELINE_SRC']}), same repetitions; after/before = reelflow / baseline medians")
         for k in workloads:
