@@ -99,3 +99,35 @@ def test_explicit_wait_between_retries_is_kept():
     assert retry_delay(parse_with_spec("retry")) == 0.0  # Metaflow's default: retry at once locally
     assert retry_delay(parse_with_spec("retry:minutes_between_retries=0")) == 0.0
     assert retry_delay(parse_with_spec("retry:minutes_between_retries=2")) == 120.0  # asked for: honoured
+
+
+def test_failed_attempts_keep_their_exception_and_data(engine):
+    path = engine.write("fail_flow.py", """
+        from metaflow import FlowSpec, step, retry, current
+
+        class FailFlow(FlowSpec):
+            @retry(times=1)
+            @step
+            def start(self):
+                self.tried = current.retry_count
+                raise ValueError("boom %d" % current.retry_count)
+                self.next(self.end)
+
+            @step
+            def end(self):
+                pass
+
+        if __name__ == "__main__":
+            FailFlow()
+        """)
+    assert engine.run(path, "run", check=False).returncode != 0
+    out = engine.client("""
+        from metaflow import Flow, Task, namespace
+        namespace(None)
+        t = Flow("FailFlow").latest_run["start"].task
+        e = t.exception
+        emit([e.type, e.exception, "boom 1" in e.stacktrace, t.current_attempt, t.successful, t.data.tried])
+        first = Task(t.pathspec, attempt=0)
+        emit([first.current_attempt, first.exception.exception, first.data.tried])
+        """)
+    assert out == [["builtins.ValueError", "boom 1", True, 1, False, 1], [0, "boom 0", 0]]

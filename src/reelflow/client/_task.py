@@ -13,7 +13,7 @@ from ..store import ArtifactRef, Store
 if TYPE_CHECKING:
     from ._core import Run, Step
 
-__all__ = ["DataArtifact", "TaskData", "Task", "Metadata", "ArtifactsView"]
+__all__ = ["DataArtifact", "TaskData", "Task", "Metadata", "ArtifactsView", "ExceptionText"]
 
 
 def _ts(t: float | None) -> datetime | None:
@@ -97,6 +97,32 @@ class ArtifactsView(dict):  # type: ignore[type-arg]
         raise AttributeError(f"no artifact {name!r}; there are {', '.join(sorted(self)) or 'none'}")
 
 
+class ExceptionText(str):
+    """A failed attempt's traceback (a ``str``) with Metaflow's ``MetaflowExceptionWrapper`` fields."""
+
+    @property
+    def stacktrace(self) -> str:
+        return str(self)
+
+    def _last(self) -> tuple[str, str]:
+        lines = [ln for ln in str(self).strip().splitlines() if ln.strip()]
+        name, sep, message = (lines[-1] if lines else "").partition(": ")
+        return (name.strip(), message) if sep and " " not in name.strip() else ("", lines[-1] if lines else "")
+
+    @property
+    def type(self) -> str:  # noqa: A003 - Metaflow's name
+        """The exception's class as ``module.Class`` (``builtins.`` for built-in ones)."""
+        import builtins
+
+        name = self._last()[0]
+        return f"builtins.{name}" if "." not in name and isinstance(getattr(builtins, name, None), type) else name
+
+    @property
+    def exception(self) -> str:
+        """The exception's message."""
+        return self._last()[1]
+
+
 class TaskData:
     """Attribute access to a task's artifacts: ``task.data.model``."""
 
@@ -124,8 +150,8 @@ class TaskData:
 class Task:
     """One task (its latest attempt): ``.data.<name>``, ``.artifacts``, ``.stdout``, ``.exception``."""
 
-    def __init__(self, pathspec: str, *, _run: Run | None = None, _row: dict[str, Any] | None = None,
-                 _store: Store | None = None) -> None:
+    def __init__(self, pathspec: str, attempt: int | None = None, *, _run: Run | None = None,
+                 _row: dict[str, Any] | None = None, _store: Store | None = None) -> None:
         from ._core import Run, _split
 
         flow, run_id, step, task_id = _split(pathspec, 4, "task", "'FlowName/RUN_ID/step/TASK_ID'")
@@ -133,10 +159,15 @@ class Task:
         self.pathspec = f"{flow}/{run_id}/{step}/{task_id}"
         self.id = task_id
         if _row is None:
-            rows = [r for r in self._run._latest_attempts(step) if str(r["task_id"]) == task_id]
+            if attempt is None:
+                rows = [r for r in self._run._latest_attempts(step) if str(r["task_id"]) == task_id]
+            else:  # one attempt of the task, as Metaflow's Task(pathspec, attempt=N)
+                rows = [r for r in self._run._tasks if r["step_name"] == step and str(r["task_id"]) == task_id
+                        and r["attempt"] == attempt]
             if not rows:
-                raise NotFoundError(f"task {self.pathspec} does not exist")
-            _row = rows[0]
+                raise NotFoundError(f"task {self.pathspec} does not exist"
+                                    + (f" with attempt {attempt}" if attempt is not None else ""))
+            _row = rows[-1]
         self._row = _row
         self._cache: dict[str, Any] = {}
 
@@ -242,8 +273,11 @@ class Task:
         return self._row["split_index"]  # type: ignore[no-any-return]
 
     @property
-    def exception(self) -> str | None:
-        return self._row["exception"]  # type: ignore[no-any-return]
+    def exception(self) -> ExceptionText | None:
+        """What a failed attempt raised: its traceback as text, which also has Metaflow's
+        ``.type`` (``"builtins.ValueError"``), ``.exception`` (the message) and ``.stacktrace``."""
+        text = self._row["exception"]
+        return None if text is None else ExceptionText(text)
 
     @property
     def origin_pathspec(self) -> str | None:

@@ -437,7 +437,9 @@ class LocalRuntime(RunLifecycle):
             metrics=result.metrics,
         )
         # Written after the next tasks are launched (see _loop), in one transaction.
-        self.state.records.append((rec, result.artifacts if result.status == "succeeded" else {}))
+        # A failed attempt's artifacts are recorded too (the client reads them, as Metaflow's);
+        # nothing downstream starts from a failed attempt.
+        self.state.records.append((rec, result.artifacts))
         if result.status == "succeeded":
             if result.caught and not self.quiet and (spec.catch or {}).get("print_exception", True):
                 self._say(f"[{self.state.run_id}/{spec.step_name}/{spec.task_id}] @catch handled: {result.caught}")

@@ -100,6 +100,20 @@ def _project_info(d: dict[str, Any] | None) -> Any:
     return ProjectInfo.from_json(d)
 
 
+def _persist_failed(flow: FlowSpec, state: TaskState, store: Store, step_name: str,
+                    exc: BaseException) -> dict[str, ArtifactRef]:
+    """What a failed attempt had set, kept for the client as Metaflow keeps it (``Task(p, attempt=0).data``).
+
+    Best effort: nothing when the step was interrupted or a value cannot be saved.
+    """
+    if not isinstance(exc, Exception):  # KeyboardInterrupt, SystemExit: stop, do not write
+        return {}
+    try:
+        return _persist(flow, state, store, step_name)
+    except Exception:  # noqa: BLE001 - the step's own error is the one to report
+        return {}
+
+
 def _catches(spec: TaskSpec, kind: str) -> bool:
     """Whether a failure of this attempt is @catch's to handle here (its last try, a step whose
     transition needs no value from the failed code)."""
@@ -227,7 +241,8 @@ def execute_task(flow_cls: type[FlowSpec], spec: TaskSpec, store: Store) -> Task
     except BaseException as exc:  # noqa: BLE001 - reported to the scheduler, which decides
         # The user's frames only: drop execute_task's own.
         tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__.tb_next if exc.__traceback__ else None))
-        return TaskResult("failed", exception=f"{type(exc).__name__}: {exc}", traceback=tb, metrics=current._take_metrics())
+        return TaskResult("failed", artifacts=_persist_failed(flow, state, store, spec.step_name, exc),
+                          exception=f"{type(exc).__name__}: {exc}", traceback=tb, metrics=current._take_metrics())
     finally:
         if cards._cards:  # only a task that made a card pays for storing it
             cards.finish({k: v for k, v in flow.__dict__.items() if not k.startswith("_")}, spec.base_refs, outcome,
