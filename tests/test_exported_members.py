@@ -10,7 +10,7 @@ EXPECTED = {
     "resources", "environment", "card", "parallel", "Runner", "NBRunner", "Flow", "Run", "Step", "Task", "namespace", "get_namespace",
     "default_namespace", "ReelflowError", "models", "__version__", "schedule", "trigger", "trigger_on_finish",
     "events", "project", "namespaced_event_name", "pypi", "conda", "pypi_base", "conda_base", "checkpoint",
-    "DataArtifact", "Metaflow", "get_metadata", "metadata", "default_metadata", "cards", "exception", "Config", "config_expr", "cache",
+    "DataArtifact", "Metaflow", "get_metadata", "metadata", "default_metadata", "cards", "exception", "Config", "config_expr", "FlowMutator", "cache",
 }
 
 

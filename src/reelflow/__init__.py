@@ -38,6 +38,7 @@ __all__ = [
     "namespaced_event_name",
     "Config",
     "config_expr",
+    "FlowMutator",
     "pypi",
     "conda",
     "pypi_base",
@@ -89,6 +90,7 @@ _LAZY = {
     "project": "reelflow.flows",
     "Config": "reelflow.flows",
     "config_expr": "reelflow.flows",
+    "FlowMutator": "reelflow.flows",
     "namespaced_event_name": "reelflow.flows",
     "pypi": "reelflow.flows",
     "conda": "reelflow.flows",
@@ -129,6 +131,7 @@ if TYPE_CHECKING:  # what IDEs and mypy see
     from .errors import ReelflowError
     from .flows import (
         Config,
+        FlowMutator,
         FlowSpec,
         IncludeFile,
         JSONType,

@@ -222,3 +222,64 @@ def test_spin_uses_the_past_runs_configs(tmp_path):
                            cwd=tmp_path)
         assert p.returncode == 0, p.stdout + p.stderr
     assert "label given given" in p.stdout  # the spun step saw the run's config, not the default
+
+
+MUTATED = """
+import os
+from metaflow import FlowSpec, step, Config, FlowMutator, current, environment, retry
+
+
+class Hardened(FlowMutator):
+    def init(self, prefix="fit"):
+        self.prefix = prefix
+
+    def mutate(self, mutable_flow):
+        cfg = dict(mutable_flow.configs)["cfg"]
+        for name, s in mutable_flow.steps:
+            if name.startswith(self.prefix):
+                s.add_decorator(retry, deco_kwargs={"times": cfg.retries, "minutes_between_retries": 0})
+                s.add_decorator("environment", deco_kwargs={"vars": {"STAGE": cfg.stage}})
+            s.remove_decorator("retry") if name == "end" else None
+
+
+@Hardened(prefix="fit")
+class MutatedFlow(FlowSpec):
+    cfg = Config("cfg", default_value={"retries": 2, "stage": "dev"})
+
+    @step
+    def start(self):
+        self.next(self.fit_model)
+
+    @step
+    def fit_model(self):
+        if current.retry_count < self.cfg.retries:
+            raise RuntimeError("flaky")
+        self.attempts = current.retry_count
+        self.stage = os.environ.get("STAGE")
+        self.next(self.end)
+
+    @retry(times=5)
+    @step
+    def end(self):
+        if current.retry_count == 0:
+            raise RuntimeError("end fails once: it has no @retry any more")
+
+
+if __name__ == "__main__":
+    MutatedFlow()
+"""
+
+
+def test_a_flow_mutator_adds_and_removes_step_decorators_from_configs(engine):
+    path = engine.write("mutated_flow.py", MUTATED)
+    engine.run(path, "--config-value", "cfg", '{"retries": 1, "stage": "prod"}', "run", check=False)
+    out = engine.client(
+        """
+        from metaflow import Flow, namespace
+        namespace(None)
+        run = Flow("MutatedFlow").latest_run
+        t = run["fit_model"].task
+        emit([run.successful, t.data.attempts, t.data.stage, run["end"].task.successful])
+        """
+    )
+    assert out == [[False, 1, "prod", False]]

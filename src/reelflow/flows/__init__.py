@@ -8,6 +8,7 @@ from ._current import Current, current
 from ._decorators import StepDecorator, cache, card, catch, checkpoint, environment, parallel, resources, retry, step, timeout
 from ._environments import conda, conda_base, pypi, pypi_base
 from ._graph import FlowGraph, StepNode
+from ._mutators import FlowMutator, MutableFlow, MutableStep
 from ._parameters import IncludeFile, JSONType, Parameter, ParameterContext
 from ._project import namespaced_event_name, project
 from ._spec import FlowSpec
@@ -38,6 +39,9 @@ __all__ = [
     "Config",
     "ConfigValue",
     "config_expr",
+    "FlowMutator",
+    "MutableFlow",
+    "MutableStep",
     "namespaced_event_name",
     "pypi",
     "conda",

@@ -354,19 +354,20 @@ def has_deferred(v: Any) -> bool:
 def apply_configs(flow_cls: Any, values: Mapping[str, Any]) -> None:
     """Fix ``flow_cls``'s config-dependent settings for a run with config ``values`` (by attribute).
 
-    Evaluates every ``config_expr`` / ``cfg.x`` in step decorator arguments and parameter
-    defaults (then checks the decorators as if written with those values). Cheap when the
-    class already has these values.
+    Runs the flow's ``FlowMutator``s, then evaluates every ``config_expr`` / ``cfg.x`` in step
+    decorator arguments and parameter defaults (then checks the decorators as if written
+    with those values). Cheap when the class already has these values.
     """
     if flow_cls.__dict__.get(_APPLIED) == values:
         return
     configs = flow_cls._flow_configs()
     env = {c.name: (v if v is None or c.plain else ConfigValue(v)) for attr, c in configs.items()
            for v in [values.get(attr)]}
-    from ._decorators import get_decorators
+    from ._mutators import run_mutators
 
+    run_mutators(flow_cls, env)  # FlowMutators see the configs and change the step decorators
     for node in flow_cls.graph():
-        for deco in get_decorators(node.func).values():
+        for deco in node.decorators.values():
             raw = deco.__dict__.setdefault("_raw_attributes", dict(deco.attributes))
             if any(has_deferred(v) for v in raw.values()):
                 deco.attributes = {k: _resolve(v, env) for k, v in raw.items()}

@@ -203,7 +203,9 @@ def build_cli(flow_cls: type[FlowSpec]) -> click.Group:
         flow_cls.graph()  # every graph check before anything runs
         ctx.obj = {"with": with_specs, "branch": branch, "production": production,
                    "environment": None if environment in (None, "local") else environment}
-        if flow_cls._flow_configs() or config_files or config_texts:
+        from ..flows._mutators import has_mutators
+
+        if flow_cls._flow_configs() or config_files or config_texts or has_mutators(flow_cls):
             from ..flows._config import apply_configs, config_values
 
             # Fixed before anything forks (the fork server copies this class as it is now).

@@ -193,6 +193,8 @@ class LocalRuntime(RunLifecycle):
             values.update({a: self.store.load(param_refs[a].key, what=f"config {a!r} of the origin run")
                            for a in declared if a in param_refs})
             self._apply_configs(values)
+        else:
+            self._apply_configs({})  # the flow's mutators, if it has any
         self.state = RunState()
         with self._signals():
             self._open_executor()
@@ -589,7 +591,7 @@ class LocalRuntime(RunLifecycle):
             join_frames=join_frames,
             catch=dict(decos["catch"].attributes) if "catch" in decos else None,
             retries=int(decos["retry"]["times"]) if "retry" in decos else 0,
-            configs=self.config_values or None,
+            configs=self.config_values,
             with_decorators=dict(self.with_decorators),
         )
         self.state.next_task_id += 1

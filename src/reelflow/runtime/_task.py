@@ -146,7 +146,7 @@ def _param_values(flow: Any, names: frozenset[str]) -> dict[str, Any]:
 
 def execute_task(flow_cls: type[FlowSpec], spec: TaskSpec, store: Store) -> TaskResult:
     """Run the step of ``spec`` in this process and return what the scheduler records."""
-    if spec.configs:
+    if spec.configs is not None:
         from ..flows._config import apply_configs
 
         apply_configs(flow_cls, spec.configs)  # nothing to do when this process already has them
