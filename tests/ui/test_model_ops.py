@@ -130,6 +130,7 @@ def test_a_real_server_shows_on_the_model_page_and_leaves_it(app_client, reelflo
         text = _text(page)
         assert f"http://127.0.0.1:{server.port}" in text and str(server.proc.pid) in text
         assert "recs@champion" in text and 'data-version="1"' in page and "ready" in text
+        assert '<td class="served">1 serving version 1</td>' in app_client.get("/models").text
         models.set_alias("recs", "champion", 2)
         _wait(lambda: 'data-version="2"' in app_client.get("/models/recs").text, "the swap on the model page")
     finally:
@@ -151,3 +152,42 @@ def test_a_bad_heartbeat_setting_is_a_usage_error(reelflow_home):
                        env={**os.environ, "REELFLOW_SERVE_HEARTBEAT": "often"})
     assert r.returncode == 2, r.stdout + r.stderr
     assert "REELFLOW_SERVE_HEARTBEAT='often' is not a number of seconds" in r.stderr
+
+
+def test_deployments_promotions_and_servers_pages_on_postgresql(postgres_url, tmp_path):
+    import warnings
+
+    pytest.importorskip("croniter")
+    from reelflow import models
+    from reelflow.operate import deploy, pause
+    from reelflow.store import get_store
+    from reelflow.store._servers_db import beat, goodbye
+
+    flow = tmp_path / "pg_flow.py"
+    flow.write_text("from reelflow import FlowSpec, schedule, step\n\n\n@schedule(cron='30 2 * * *', timezone='Asia/Tokyo')\n"
+                    "class PgFlow(FlowSpec):\n    @step\n    def start(self):\n        self.next(self.end)\n\n"
+                    "    @step\n    def end(self):\n        pass\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        deploy(flow, name="pg-nightly")
+    pause("pg-nightly")
+    models.register("recs", {"w": 1}, alias="champion", metrics={"ndcg@10": 0.3})
+    models.register("recs", {"w": 2}, metrics={"ndcg@10": 0.2})
+    assert not models.promote("recs", 2, metric="ndcg@10")
+    store = get_store()
+    row = {"id": "pg:1:x", "model": "recs", "alias": "champion", "version": 1, "status": "ready", "detail": None,
+           "host": "127.0.0.1", "port": 8000, "hostname": "pg", "pid": 1, "started_at": 1.0, "beat_interval": 10.0}
+    beat(store.metadata, row)
+    beat(store.metadata, row)  # the second beat updates the row
+    from fastapi.testclient import TestClient
+
+    from reelflow.ui import create_app
+
+    with TestClient(create_app(store), base_url="http://127.0.0.1") as c:
+        listed = _text(c.get("/deployments?q=pg-").text)
+        assert "pg-nightly" in listed and "paused" in listed and "JST" in listed
+        assert "schedule 30 2 * * * (Asia/Tokyo)" in _text(c.get("/deployments/pg-nightly").text)
+        page = c.get("/models/recs").text
+        assert 'class="history-row decision-kept"' in page and 'class="server-row" data-version="1"' in page
+        goodbye(store.metadata, "pg:1:x")
+        assert 'class="server-row"' not in c.get("/models/recs").text

@@ -68,7 +68,7 @@ class Heartbeat:
                 "status": "degraded" if failure is not None else "ready",
                 "detail": failure.error[:1000] if failure is not None else None,
                 "host": self.host, "port": self.port, "hostname": socket.gethostname(), "pid": os.getpid(),
-                "started_at": self.started_at, "interval": self.interval}
+                "started_at": self.started_at, "beat_interval": self.interval}
 
     def beat(self) -> None:
         from ..store._servers_db import beat

@@ -47,7 +47,7 @@ def servers_table() -> Any:
             Column("pid", Integer, nullable=False),
             Column("started_at", Float, nullable=False),
             Column("last_seen", Float, nullable=False),
-            Column("interval", Float, nullable=False),  # seconds between beats
+            Column("beat_interval", Float, nullable=False),  # seconds between beats
         )
         Index("ix_model_servers_model", _table.c.model)
     return _table
@@ -103,5 +103,5 @@ def live_servers(metadata: MetadataStore, model: str | None = None, *, now: floa
             q = q.where(t.c.model == model)
         rows = [dict(r) for r in conn.execute(q).mappings()]
     now = time.time() if now is None else now
-    live = [r for r in rows if r["last_seen"] >= now - MISSED_BEATS * r["interval"]]
+    live = [r for r in rows if r["last_seen"] >= now - MISSED_BEATS * r["beat_interval"]]
     return sorted(live, key=lambda r: (r["model"], -r["version"], r["hostname"], r["port"], r["pid"]))

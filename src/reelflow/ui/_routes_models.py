@@ -66,12 +66,17 @@ def add_model_routes(app: Any) -> None:
         if not st.exists():
             return render(request, "empty.html", title="No store yet")
         md = st.metadata
+        from ..store._servers_db import live_servers
+
+        served: dict[str, list[int]] = {}
+        for sv in live_servers(md):
+            served.setdefault(sv["model"], []).append(sv["version"])
         models = []
         for name in md.model_names():
             rows = md.model_version_rows(name)
             aliases = md.model_aliases(name)
             models.append({"name": name, "latest": rows[-1] if rows else None, "versions": len(rows),
-                           "aliases": sorted(aliases.items())})
+                           "aliases": sorted(aliases.items()), "served": sorted(served.get(name, []))})
         return render(request, "models.html", title="Models", models=models)
 
     @app.get("/models/{name}", response_class=HTMLResponse)
