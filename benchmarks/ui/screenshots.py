@@ -1,4 +1,4 @@
-"""Make the README's UI pictures: docs/images/ui-run.png and docs/images/ui-compare.png.
+"""Make the README's UI pictures: docs/images/ui-run.png, ui-compare.png and ui-deployment.png.
 
 They are taken by the browser test itself (real flows, `reelflow ui` as a process,
 Debian's Chromium), so the pictures show exactly what the tests check::
@@ -22,9 +22,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="reelflow-shots-") as tmp:
         env = {**os.environ, "REELFLOW_UI_SCREENSHOTS": str(out)}
         cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--basetemp={tmp}",
-               str(ROOT / "tests" / "ui" / "test_browser.py"), "-k", "click_through"]
+               str(ROOT / "tests" / "ui" / "test_browser.py"), "-k", "click_through or deployments_pages"]
         code = subprocess.run(cmd, env=env, cwd=ROOT).returncode
-    for name in ("ui-run.png", "ui-compare.png"):
+    for name in ("ui-run.png", "ui-compare.png", "ui-deployment.png"):
         path = out / name
         print(f"{path}: {'%d bytes' % path.stat().st_size if path.exists() else 'missing'}")
     return code
