@@ -245,8 +245,24 @@ def _ms(text: str) -> float:
     return value / 1000 if text.endswith("us") else value * 1000 if text.endswith("s") and not text.endswith("ms") else value
 
 
+def _tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by ``pid`` and its child processes (Linux /proc)."""
+    total, todo = 0.0, [pid]
+    tick = os.sysconf("SC_CLK_TCK")
+    while todo:
+        p = todo.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rpartition(")")[2].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+        except (OSError, ValueError):
+            continue
+    return total
+
+
 def measure_wrk(name: str, url: str, seconds: int, concurrency: int, n_users: int, tmp: Path,
-                kind: str = "reelflow") -> dict[str, float]:
+                kind: str = "reelflow", pid: int | None = None) -> dict[str, float]:
     """Load from wrk (C, one thread): the load generator takes less of the 2 cores than Python would."""
     import re
 
@@ -254,16 +270,20 @@ def measure_wrk(name: str, url: str, seconds: int, concurrency: int, n_users: in
     script = tmp / f"post-{kind}.lua"
     script.write_text(WRK_SCRIPT.replace("MAX_USER", str(n_users - 1)).replace("PATH", path).replace("BODY", body))
     subprocess.run(["wrk", "-t1", f"-c{concurrency}", "-d1s", "-s", str(script), url], capture_output=True)  # warm-up
+    cpu0 = _tree_cpu(pid) if pid is not None and Path("/proc").is_dir() else None
     out = subprocess.run(["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "--latency", "-s", str(script), url],
                          capture_output=True, text=True, check=True).stdout
+    cpu = _tree_cpu(pid) - cpu0 if cpu0 is not None and pid is not None else float("nan")
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
     p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     errors = int(non2xx.group(1)) if non2xx else 0
     total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-    print(f"  {name:<22} {rps:>8.0f} req/s   p50 {p50:6.2f} ms   p99 {p99:6.2f} ms   errors {errors} ({total} requests)")
-    return {"rps": rps, "p50": p50, "p99": p99, "errors": errors}
+    cpu_us = 1e6 * cpu / max(total, 1)
+    print(f"  {name:<22} {rps:>8.0f} req/s   p50 {p50:6.2f} ms   p99 {p99:6.2f} ms   errors {errors} ({total} requests)"
+          f"   server CPU {cpu_us:4.0f} us/request")
+    return {"rps": rps, "p50": p50, "p99": p99, "errors": errors, "cpu_us": cpu_us}
 
 
 def measure(name: str, url: str, n: int, concurrency: int, n_users: int) -> dict[str, float]:
@@ -340,7 +360,7 @@ def main() -> None:
                         if use_wrk:
                             kind = "mlflow" if name.startswith("mlflow") else "reelflow"
                             rounds[name, conc].append(measure_wrk(label, url, args.seconds, conc, data.n_users,
-                                                                  Path(tmp), kind))
+                                                                  Path(tmp), kind, servers[name][1].pid))
                         else:
                             rounds[name, conc].append(measure(label, url, args.requests, conc, data.n_users))
             print("\n responsiveness under heavy requests (reelflow serve):")
@@ -363,6 +383,9 @@ def main() -> None:
             print(f"\n  @{c} connections, reelflow serve / bare numpy FastAPI (medians): throughput "
                   f"{rf['rps'] / ref['rps']:.2f}x (goal >= 0.9x {'ok' if rf['rps'] >= 0.9 * ref['rps'] else 'MISSED'}), "
                   f"p99 {rf['p99'] / ref['p99']:.2f}x (goal <= 1.2x {'ok' if rf['p99'] <= 1.2 * ref['p99'] else 'MISSED'})")
+            if "cpu_us" in rf:
+                print(f"  @{c} connections, server CPU per request (load-insensitive): reelflow {rf['cpu_us']:.0f} us, "
+                      f"bare numpy {ref['cpu_us']:.0f} us: {rf['cpu_us'] / ref['cpu_us']:.2f}x")
             print(f"  @{c} connections, reelflow serve / bare FastAPI calling recommend: throughput "
                   f"{rf['rps'] / bare['rps']:.2f}x, p99 {rf['p99'] / bare['p99']:.2f}x")
         results = {n: med[n, levels[0]] for n in servers}

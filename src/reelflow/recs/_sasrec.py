@@ -74,6 +74,8 @@ class SASRec(RecommenderBase):
         with ``@checkpoint``, ``current.checkpoint`` -- kept in the store, restored on ``@retry``
         and ``resume``; in another step, a temporary folder named after the task; no checkpoint
         outside a flow); the local file is removed when training ends.
+    all_windows : train on every interaction each epoch: a history longer than ``max_len`` + 1 is
+        cut from its end into overlapping windows (False: only each history's latest window).
     """
 
     def __init__(
@@ -97,6 +99,7 @@ class SASRec(RecommenderBase):
         threads: int | None = None,
         random_state: int = 0,
         checkpoint_dir: str | None = None,
+        all_windows: bool = True,
     ) -> None:
         self.factors = factors
         self.layers = layers
@@ -116,6 +119,7 @@ class SASRec(RecommenderBase):
         self.threads = threads
         self.random_state = random_state
         self.checkpoint_dir = checkpoint_dir
+        self.all_windows = all_windows
 
     # -- fitting -------------------------------------------------------------------
     def fit(self: R, train: Interactions, *, verbose: bool | None = None) -> R:
@@ -228,7 +232,18 @@ class _Trainer:
         if len(self.valid_users) > _VALID_USERS:
             self.valid_users = np.sort(rng.choice(self.valid_users, _VALID_USERS, replace=False))
         self.valid_seqs = [seqs[u] for u in self.valid_users.tolist()]
-        self.trainable = np.array([u for u, s in enumerate(self.train_seqs) if len(s) >= 2], dtype=np.int64)
+        # Every training interaction is a target once per epoch: a history longer than max_len + 1 is cut,
+        # from its end, into windows of max_len + 1 items that overlap by one (the older part would be lost).
+        width = int(model.max_len) + 1
+        self.chunks: list[np.ndarray] = []
+        for s in self.train_seqs:
+            end = len(s)
+            while end >= 2:
+                self.chunks.append(s[max(0, end - width) : end])
+                end -= width - 1
+                if not model.all_windows:
+                    break
+        self.trainable = np.arange(len(self.chunks), dtype=np.int64)
         self.ckpt = _checkpoint_path(model)
         self.fingerprint = _fingerprint(model, seqs)
 
@@ -340,7 +355,7 @@ class _Trainer:
         total, count = 0.0, 0
         amp = nt.autocast(self.device, m.mixed_precision)
         for lo in range(0, len(perm), int(m.batch_size)):
-            batch = nt.pad_batch([self.train_seqs[u] for u in perm[lo : lo + int(m.batch_size)].tolist()],
+            batch = nt.pad_batch([self.chunks[u] for u in perm[lo : lo + int(m.batch_size)].tolist()],
                                  int(m.max_len) + 1)
             x = torch.from_numpy(batch).to(self.device)
             with amp:
