@@ -7,6 +7,7 @@ import signal
 import time
 import warnings
 
+import numpy as np
 import pytest
 
 pytest.importorskip("pyarrow")
@@ -130,3 +131,52 @@ def test_arrow_and_python_parsers_of_served_rows_agree(uid, iid):
     fast, slow = _served_arrow(rows), _served_python(rows)
     assert fast.equals(slow)
     assert fast.column("items").to_pylist() == [[str(iid), str(iid)], []]
+
+
+def test_a_flush_that_spans_two_hours_writes_each_row_to_its_hour(tmp_path, monkeypatch):
+    import json
+
+    import pyarrow.parquet as pq
+
+    from reelflow.serving import _feedback
+
+    log = _feedback.FeedbackLog("recs", root=tmp_path, publish_events=False)
+    single = json.dumps({"model": "recs", "version": 1, "user_id": 7, "fallback": None,
+                         "items": [{"item_id": 3, "score": 0.5}]}).encode()
+    batch = json.dumps({"model": "recs", "version": 1, "results": [
+        {"user_id": 8, "fallback": None, "items": [{"item_id": 4, "score": 0.25}]},
+        {"user_id": 9, "fallback": "popularity", "items": []}]}).encode()
+    end_of_hour = 1_767_225_599.5  # 2025-12-31 23:59:59.5 UTC
+    for at, rid, body, is_batch in [(end_of_hour, "a", single, False), (end_of_hour + 1, "b", single, False),
+                                    (end_of_hour, "c", batch, True), (end_of_hour + 1, "d", batch, True)]:
+        monkeypatch.setattr(_feedback.time, "time", lambda at=at: at)
+        log.served(rid, body, batch=is_batch)
+    assert log.flush(final=True) == 6
+    parts = {p.parent.parent.name + "/" + p.parent.name: pq.read_table(p).to_pylist()
+             for p in (tmp_path / "served").glob("date=*/hour=*/part-*.parquet")}
+    assert sorted(parts) == ["date=2025-12-31/hour=23", "date=2026-01-01/hour=00"]
+    before, after = parts["date=2025-12-31/hour=23"], parts["date=2026-01-01/hour=00"]
+    assert sorted((r["request_id"], r["user_id"]) for r in before) == [("a", "7"), ("c", "8"), ("c", "9")]
+    assert sorted((r["request_id"], r["user_id"]) for r in after) == [("b", "7"), ("d", "8"), ("d", "9")]
+    assert [r["items"] for r in before if r["request_id"] == "a"] == [["3"]]
+
+
+@pytest.mark.parametrize("ids, scores", [
+    (np.array([5, 3, 9]), np.array([0.5, np.nan, -np.inf], dtype=np.float32)),
+    (np.array(["m5", "m3"], dtype=object), np.array([0.25, 0.125])),
+    (np.array([], dtype=np.int64), np.array([], dtype=np.float32)),
+])
+def test_rows_recorded_from_arrays_equal_rows_parsed_from_the_response(tmp_path, ids, scores):
+    """served_items (the single-user fast path) writes what the body path writes for the same answer."""
+    import json
+
+    from reelflow.serving import _feedback
+    from reelflow.serving._app import _items
+
+    log = _feedback.FeedbackLog("recs", root=tmp_path, publish_events=False)
+    body = json.dumps({"model": "recs", "version": 3, "user_id": 42, "fallback": None,
+                       "items": _items({}, ids, scores)}).encode()
+    log.served_items("r1", "42", ids, scores, "recs", 3)
+    from_arrays = _feedback._served_from_arrays(list(log._served_items))
+    from_body = _feedback._served_python([("r1", body, log._served_items[0][-1])])
+    assert from_arrays.equals(from_body), (from_arrays.to_pylist(), from_body.to_pylist())

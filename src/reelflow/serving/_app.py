@@ -134,8 +134,9 @@ def _items(titles: dict[Any, str], ids: Any, scores: Any) -> list[dict[str, Any]
 
 
 def _answer(name: str, cur: Loaded, raw: list[Any], users: list[Any], k: int, exclude_seen: bool,
-            batch: bool) -> bytes:
-    """Score and encode (in a worker thread: both are heavy for large batches)."""
+            batch: bool) -> tuple[bytes, Any, Any]:
+    """Score and encode (in a worker thread: both are heavy for large batches); returns the
+    body and the item ids and scores it was made from."""
     ids, scores = cur.model.recommend(users, n=k, exclude_seen=exclude_seen)
     fallbacks = cur.fallbacks(users)
     payload: dict[str, Any] = {"model": name, "version": cur.version}
@@ -144,7 +145,7 @@ def _answer(name: str, cur: Loaded, raw: list[Any], users: list[Any], k: int, ex
                               for u, f, i, s in zip(raw, fallbacks, ids, scores)]
     else:
         payload.update(user_id=raw[0], fallback=fallbacks[0], items=_items(cur.titles, ids[0], scores[0]))
-    return json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+    return json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode(), ids, scores
 
 
 class _StateCollector:
@@ -198,6 +199,11 @@ def create_app(config: ServeConfig, holder: ModelHolder | None = None) -> Any:
             feedback.start()
         if heartbeat is not None:
             heartbeat.start()
+        if config.freeze_gc:  # what starting imported (the feedback flusher's pyarrow) leaves the GC's scans too
+            import gc
+
+            gc.collect()
+            gc.freeze()
         yield
         if heartbeat is not None:
             heartbeat.stop()  # removes this server's row
@@ -238,12 +244,15 @@ def create_app(config: ServeConfig, holder: ModelHolder | None = None) -> Any:
             raise HTTPException(422, str(exc)) from None
         args = (holder.name, cur, raw, users, req.k, req.exclude_seen, batch)
         if len(users) * cur.n_items <= config.inline_cells and len(users) * req.k <= INLINE_ITEMS:
-            body = _answer(*args)
+            body, ids, scores = _answer(*args)
         else:
-            body = await scoring.run(_answer, *args)
-        if feedback is not None:  # one append; the log parses the body later, off the request path
+            body, ids, scores = await scoring.run(_answer, *args)
+        if feedback is not None:  # one append; the table is built later, off the request path
             rid = feedback.new_request_id()
-            feedback.served(rid, body)
+            if batch:
+                feedback.served(rid, body, batch=True)
+            else:
+                feedback.served_items(rid, str(raw[0]), ids[0], scores[0], holder.name, cur.version)
             body = b'{"request_id":"' + rid.encode() + b'",' + body[1:]
             return Response(body, media_type="application/json", headers={"X-Request-Id": rid})
         return Response(body, media_type="application/json")

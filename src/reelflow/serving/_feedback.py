@@ -34,6 +34,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import os
 import secrets
 import threading
@@ -41,6 +42,8 @@ import time
 from collections import deque
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 __all__ = ["FeedbackLog", "feedback_root", "feedback_location", "PARTITION_CLOSED"]
 
@@ -137,7 +140,9 @@ class FeedbackLog:
         self.flush_interval = flush_interval
         self.publish_events = publish_events
         self._key = _secret(self.fs, str(self.root))
-        self._served: deque[tuple[str, bytes, float]] = deque()
+        self._served: deque[tuple[str, bytes, float]] = deque()  # single-user answers
+        self._served_batch: deque[tuple[str, bytes, float]] = deque()
+        self._served_items: deque[tuple[str, str, Any, Any, str, int, float]] = deque()
         self._feedback: deque[tuple[str, str, str, str, float, float]] = deque()
         self._seq = 0
         self._stop = threading.Event()
@@ -159,15 +164,32 @@ class FeedbackLog:
         rnd, tag = rid[:16], rid[16:]
         return hmac.compare_digest(tag, hmac.new(self._key, rnd.encode(), hashlib.sha256).hexdigest()[:_TAG])
 
-    def served(self, rid: str, body: bytes) -> None:
-        """Record a response (parsed at flush time, off the request path)."""
-        self._served.append((rid, body, time.time()))
+    def served(self, rid: str, body: bytes, batch: bool = False) -> None:
+        """Record a response (parsed at flush time, off the request path); ``batch``: a
+        ``user_ids`` answer (``"results": [...]``), else a single user's."""
+        (self._served_batch if batch else self._served).append((rid, body, time.time()))
+
+    def served_items(self, rid: str, user_id: str, items: Any, scores: Any, model: str, version: int) -> None:
+        """Record a single user's answer from its arrays (item ids and scores, best first, as
+        ``recommend`` returned them; a ``-inf`` tail, i.e. no eligible item, is left out): the
+        flush then builds the table with no per-row parsing."""
+        if len(scores) and math.isinf(scores[-1]):  # same cut as the response's item list
+            n = int(np.argmax(np.isinf(scores)))
+            items, scores = items[:n], scores[:n]
+        self._served_items.append((rid, user_id, items, scores, model, version, time.time()))
 
     def feedback(self, rid: str, user_id: Any, item_id: Any, event: str, value: float) -> None:
         self._feedback.append((rid, str(user_id), str(item_id), event, float(value), time.time()))
 
     # -- background -----------------------------------------------------------------------
     def start(self) -> None:
+        # What a flush uses, imported now: a server process freezes its long-lived objects out of the
+        # GC's scans after start-up (``create_app``), and modules first imported by the flusher later
+        # would stay in every full collection, a pause of tens of ms in requests.
+        import pyarrow.compute  # noqa: F401
+        import pyarrow.json  # noqa: F401
+        import pyarrow.parquet  # noqa: F401
+
         if self._thread is None:
             self._thread = threading.Thread(target=self._loop, name="reelflow-feedback-flush", daemon=True)
             self._thread.start()
@@ -191,10 +213,12 @@ class FeedbackLog:
         """Write the buffered rows as new part files; return how many rows went out."""
         with self._flush_lock:
             served = _drain(self._served)
+            batches = _drain(self._served_batch)
+            arrays = _drain(self._served_items)
             fb = _drain(self._feedback)
             n = 0
-            if served:
-                n += self._write_served(served)
+            if served or batches or arrays:
+                n += self._write_served(served, batches, arrays)
             if fb:
                 n += self._write_feedback(fb)
             self.rows_written += n
@@ -238,28 +262,26 @@ class FeedbackLog:
         self._open.add(part)
         return int(tbl.num_rows)
 
-    def _write_served(self, rows: list[tuple[str, bytes, float]]) -> int:
+    def _write_served(self, single: list[tuple[str, bytes, float]], batch: list[tuple[str, bytes, float]],
+                      arrays: list[tuple[str, str, Any, Any, str, int, float]] | None = None) -> int:
+        """One part per hour that the rows fall in. The server's threads share the GIL with this flush,
+        so it does no per-row Python work on single-user answers (a pause here is a request's
+        tail latency): columns come out of C (zip, join, Arrow's JSON reader)."""
         import pyarrow as pa
 
-        by_part: dict[str, list[tuple[str, bytes, float]]] = {}
-        for row in rows:
-            by_part.setdefault(_partition(row[2]), []).append(row)
-        n = 0
-        for part, chunk in by_part.items():
-            single: list[tuple[str, bytes, float]] = []
-            batch: list[tuple[str, bytes, float]] = []
-            for r in chunk:  # a batch answer has "results" near its start (after model and version)
-                (batch if b'"results":[' in r[1][:600] else single).append(r)
-            tables = []
-            if single:
-                try:  # the C++ JSON reader, outside the GIL: the request threads barely notice a flush
-                    tables.append(_served_arrow(single))
-                except (pa.ArrowInvalid, pa.ArrowTypeError, KeyError, ValueError):
-                    tables.append(_served_python(single))
-            if batch:
-                tables.append(_served_python(batch))
-            n += self._write_table("served", part, pa.concat_tables(tables) if len(tables) > 1 else tables[0])
-        return n
+        tables = []
+        if arrays:
+            tables.append(_served_from_arrays(arrays))
+        if single:
+            rids, bodies, ats = zip(*single)
+            try:  # the C++ JSON reader, outside the GIL: the request threads barely notice a flush
+                tables.append(_served_arrow_columns(rids, bodies, ats))
+            except (pa.ArrowInvalid, pa.ArrowTypeError, KeyError, ValueError):
+                tables.append(_served_python(single))
+        if batch:
+            tables.append(_served_python(batch))
+        tbl = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+        return sum(self._write_table("served", part, t) for part, t in _by_hour(tbl))
 
     def _write_feedback(self, rows: list[tuple[str, str, str, str, float, float]]) -> int:
         import pyarrow as pa
@@ -294,27 +316,64 @@ def _served_schema() -> Any:
 
 def _served_arrow(rows: list[tuple[str, bytes, float]]) -> Any:
     """Single-user responses parsed by Arrow's JSON reader (C++) into the served table."""
+    rids, bodies, ats = zip(*rows)
+    return _served_arrow_columns(rids, bodies, ats)
+
+
+def _served_arrow_columns(rids: Any, bodies: Any, ats: Any) -> Any:
     import io
 
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.json as pj
 
-    t = pj.read_json(io.BytesIO(b"\n".join(r[1] for r in rows)))
+    t = pj.read_json(io.BytesIO(b"\n".join(bodies)))
     items = t.column("items").combine_chunks()
     flat = pc.list_flatten(items)
     offsets = items.offsets
     ids = pc.cast(pc.struct_field(flat, "item_id"), pa.string())
     scores = pc.cast(pc.struct_field(flat, "score"), pa.float64())
     return pa.table({
-        "request_id": pa.array([r[0] for r in rows], pa.string()),
+        "request_id": pa.array(rids, pa.string()),
         "user_id": pc.cast(t.column("user_id"), pa.string()),
         "items": pa.ListArray.from_arrays(offsets, ids),
         "scores": pa.ListArray.from_arrays(offsets, scores),
         "model": pc.cast(t.column("model"), pa.string()),
         "version": pc.cast(t.column("version"), pa.int64()),
-        "at": pa.array([r[2] for r in rows], pa.float64()),
+        "at": pa.array(ats, pa.float64()),
     }, schema=_served_schema())
+
+
+def _served_from_arrays(rows: list[tuple[str, str, Any, Any, str, int, float]]) -> Any:
+    """The served table from answers recorded by ``served_items``: concatenations, no parsing."""
+    import pyarrow as pa
+
+    rids, users, items, scores, models, versions, ats = zip(*rows)
+    lengths = np.fromiter(map(len, items), np.int64, count=len(rows))
+    offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32))
+    flat_items = np.concatenate(items) if len(rows) else np.zeros(0)
+    ids = pa.array(flat_items.tolist() if flat_items.dtype == object else flat_items).cast(pa.string())
+    flat_scores = pa.array(np.concatenate(scores).astype(np.float64), from_pandas=True)  # NaN -> null
+    return pa.table({
+        "request_id": pa.array(rids, pa.string()),
+        "user_id": pa.array(users, pa.string()),
+        "items": pa.ListArray.from_arrays(offsets, ids),
+        "scores": pa.ListArray.from_arrays(offsets, flat_scores),
+        "model": pa.array(models, pa.string()),
+        "version": pa.array(versions, pa.int64()),
+        "at": pa.array(ats, pa.float64()),
+    }, schema=_served_schema())
+
+
+def _by_hour(tbl: Any) -> list[tuple[str, Any]]:
+    """``(partition, rows of that hour)`` for a table with an ``at`` column (seconds since the epoch)."""
+    import numpy as np
+
+    hours = np.floor(tbl.column("at").to_numpy() / 3600.0).astype(np.int64)
+    first = int(hours[0])
+    if (hours == first).all():  # the usual case: a flush covers one hour
+        return [(_partition(first * 3600.0), tbl)]
+    return [(_partition(h * 3600.0), tbl.filter(hours == h)) for h in np.unique(hours).tolist()]
 
 
 def _served_python(rows: list[tuple[str, bytes, float]]) -> Any:
