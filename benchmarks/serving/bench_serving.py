@@ -245,6 +245,17 @@ def _ms(text: str) -> float:
     return value / 1000 if text.endswith("us") else value * 1000 if text.endswith("s") and not text.endswith("ms") else value
 
 
+# --pin: servers on one core, the load generator on another, so that neither steals the
+# other's core at random (the main source of p99 noise on a 2-core machine).
+PIN: dict[str, set[int]] = {}
+
+
+def _pinned(role: str) -> object:
+    """preexec_fn that pins a child to this role's cores (no-op when not pinning)."""
+    cores = PIN.get(role)
+    return (lambda: os.sched_setaffinity(0, cores)) if cores else None
+
+
 def _tree_cpu(pid: int) -> float:
     """CPU seconds (user + system) used so far by ``pid`` and its child processes (Linux /proc)."""
     total, todo = 0.0, [pid]
@@ -269,10 +280,12 @@ def measure_wrk(name: str, url: str, seconds: int, concurrency: int, n_users: in
     path, body = REQUESTS[kind]
     script = tmp / f"post-{kind}.lua"
     script.write_text(WRK_SCRIPT.replace("MAX_USER", str(n_users - 1)).replace("PATH", path).replace("BODY", body))
-    subprocess.run(["wrk", "-t1", f"-c{concurrency}", "-d1s", "-s", str(script), url], capture_output=True)  # warm-up
+    subprocess.run(["wrk", "-t1", f"-c{concurrency}", "-d1s", "-s", str(script), url], capture_output=True,
+                   preexec_fn=_pinned("load"))  # type: ignore[arg-type]  # warm-up
     cpu0 = _tree_cpu(pid) if pid is not None and Path("/proc").is_dir() else None
     out = subprocess.run(["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "--latency", "-s", str(script), url],
-                         capture_output=True, text=True, check=True).stdout
+                         capture_output=True, text=True, check=True,
+                         preexec_fn=_pinned("load")).stdout  # type: ignore[arg-type]
     cpu = _tree_cpu(pid) - cpu0 if cpu0 is not None and pid is not None else float("nan")
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
@@ -304,7 +317,13 @@ def main() -> None:
     ap.add_argument("--httpx", action="store_true", help="use the Python load generator even if wrk exists")
     ap.add_argument("--mlflow-python", default=None,
                     help="an interpreter with mlflow and reelflow installed, to include `mlflow models serve`")
+    ap.add_argument("--pin", action="store_true",
+                    help="pin the servers to one core and wrk to another (Linux, 2+ cores): less p99 noise")
     args = ap.parse_args()
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if args.pin and len(cores) >= 2:
+        PIN.update(server={cores[0]}, load={cores[1]})
+        print(f"pinned: servers on core {cores[0]}, load generator on core {cores[1]}")
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "REELFLOW_HOME": str(Path(tmp) / "home")}
         os.environ.update(env)
@@ -333,7 +352,8 @@ def main() -> None:
                 else:
                     cmd = [sys.executable, "-m", "reelflow.cli", "serve", "bench@champion", "--port", str(port),
                            *os.environ.get("BENCH_SERVE_ARGS", "").split()]
-                proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                        preexec_fn=_pinned("server"))  # type: ignore[arg-type]
                 servers[name] = (url, proc, wait_ready(url, proc))
             mlflow_python = args.mlflow_python or (sys.executable if _importable("mlflow") else None)
             if mlflow_python and use_wrk:
@@ -346,7 +366,8 @@ def main() -> None:
                 cmd = [mlflow_python, "-m", "mlflow", "models", "serve", "-m", str(Path(tmp) / "mlflow_model"),
                        "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)]
                 ml_env = {**env, "PATH": f"{Path(mlflow_python).parent}{os.pathsep}{env.get('PATH', '')}"}
-                proc = subprocess.Popen(cmd, env=ml_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                proc = subprocess.Popen(cmd, env=ml_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                        preexec_fn=_pinned("server"))  # type: ignore[arg-type]
                 servers["mlflow models serve"] = (url, proc, wait_ready(url, proc, timeout=120, path="/ping"))
             rounds: dict[tuple[str, int], list[dict[str, float]]] = {(n, c): [] for n in servers for c in levels}
             for r in range(args.rounds):  # interleaved, order rotating, so drift hits all alike

@@ -70,7 +70,9 @@ class ServeConfig:
     max_generate_queue: int = 16  # generation models: jobs waiting at most (429 beyond)
     # log served requests + accept POST /v1/feedback (serving/_feedback.py); REELFLOW_SERVE_FEEDBACK=0 turns it off
     feedback: bool = field(default_factory=lambda: os.environ.get("REELFLOW_SERVE_FEEDBACK", "1") != "0")
-    feedback_flush_interval: float = 1.0  # seconds; a kill -9 loses at most this much of the log
+    # seconds; a kill -9 loses at most this much of the log (REELFLOW_SERVE_FEEDBACK_FLUSH)
+    feedback_flush_interval: float = field(
+        default_factory=lambda: float(os.environ.get("REELFLOW_SERVE_FEEDBACK_FLUSH", "1.0")))
     # what this process serves, written to the store every `heartbeat` seconds (serving/_heartbeat.py; the UI
     # shows it); needs the address it listens on. 0: off (an app embedded elsewhere writes nothing)
     heartbeat: float = 0.0
