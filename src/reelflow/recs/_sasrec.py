@@ -243,7 +243,6 @@ class _Trainer:
                 end -= width - 1
                 if not model.all_windows:
                     break
-        self.trainable = np.arange(len(self.chunks), dtype=np.int64)
         self.ckpt = _checkpoint_path(model)
         self.fingerprint = _fingerprint(model, seqs)
 
@@ -303,7 +302,7 @@ class _Trainer:
         self._resume(st)
         budget = float("inf") if m.time_budget is None else float(m.time_budget)
         start = time.perf_counter() - float(st["elapsed"])
-        desc = (f"SASRec fit ({len(self.trainable):,} sequences, {self.net.item_emb.num_embeddings - 1:,} items, "
+        desc = (f"SASRec fit ({len(self.chunks):,} sequences, {self.net.item_emb.num_embeddings - 1:,} items, "
                 f"{m.loss} loss, budget {'none' if m.time_budget is None else f'{budget:.0f} s'})")
         out_of_time = False
         with progress(int(m.max_epochs), desc, unit="epoch") as bar:
@@ -351,7 +350,7 @@ class _Trainer:
         torch = nt.torch
         m, net = self.m, self.net
         net.train()
-        perm = self.trainable[torch.randperm(len(self.trainable), generator=self.gen).numpy()]
+        perm = torch.randperm(len(self.chunks), generator=self.gen).numpy()
         total, count = 0.0, 0
         amp = nt.autocast(self.device, m.mixed_precision)
         for lo in range(0, len(perm), int(m.batch_size)):

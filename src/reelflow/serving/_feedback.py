@@ -263,7 +263,7 @@ class FeedbackLog:
         return int(tbl.num_rows)
 
     def _write_served(self, single: list[tuple[str, bytes, float]], batch: list[tuple[str, bytes, float]],
-                      arrays: list[tuple[str, str, Any, Any, str, int, float]] | None = None) -> int:
+                      arrays: list[tuple[str, str, Any, Any, str, int, float]]) -> int:
         """One part per hour that the rows fall in. The server's threads share the GIL with this flush,
         so it does no per-row Python work on single-user answers (a pause here is a request's
         tail latency): columns come out of C (zip, join, Arrow's JSON reader)."""
@@ -351,7 +351,7 @@ def _served_from_arrays(rows: list[tuple[str, str, Any, Any, str, int, float]]) 
     rids, users, items, scores, models, versions, ats = zip(*rows)
     lengths = np.fromiter(map(len, items), np.int64, count=len(rows))
     offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32))
-    flat_items = np.concatenate(items) if len(rows) else np.zeros(0)
+    flat_items = np.concatenate(items)
     ids = pa.array(flat_items.tolist() if flat_items.dtype == object else flat_items).cast(pa.string())
     flat_scores = pa.array(np.concatenate(scores).astype(np.float64), from_pandas=True)  # NaN -> null
     return pa.table({
@@ -367,8 +367,6 @@ def _served_from_arrays(rows: list[tuple[str, str, Any, Any, str, int, float]]) 
 
 def _by_hour(tbl: Any) -> list[tuple[str, Any]]:
     """``(partition, rows of that hour)`` for a table with an ``at`` column (seconds since the epoch)."""
-    import numpy as np
-
     hours = np.floor(tbl.column("at").to_numpy() / 3600.0).astype(np.int64)
     first = int(hours[0])
     if (hours == first).all():  # the usual case: a flush covers one hour
