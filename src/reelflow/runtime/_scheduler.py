@@ -6,7 +6,8 @@ each task attempt to the run's executor (in-process, fork, fork server, spawn or
 Ray: see ``_executors.py``), echoes the tasks' output with a pathspec prefix,
 retries, applies ``@catch``, and on resume clones the origin run's successful
 tasks by reference instead of running them again. What belongs to one run lives
-in a :class:`~reelflow.runtime._state.RunState` (``self.state``).
+in a :class:`~reelflow.runtime._state.RunState` (``self.state``); which tasks a
+finished task makes ready is ``_walk.py``.
 
 A run is never left half-recorded (see ``_lifecycle.py``): SIGINT and SIGTERM stop
 the workers (and what their steps started), record the run as failed and exit
@@ -41,19 +42,20 @@ from ..flows._spec import FlowSpec
 from ..store import ArtifactRef, Store, TaskRecord, get_store
 from . import _tmp
 from ._executors import Attempt, Executor, ExecutorContext, make_executor, resolve_executor_name
-from ._gang import gang_info, take_gang
+from ._gang import take_gang
 from ._lifecycle import INTERRUPTED, Beater, RunLifecycle
 from ._options import check_run_id
 from ._cache import StepCache
 from ._state import Origin, Pending, RunState
 from ._task import TaskResult, TaskSpec
+from ._walk import GraphWalk
 
 __all__ = ["LocalRuntime"]
 
 _LOG_TAIL_LINES = 20
 
 
-class LocalRuntime(RunLifecycle):
+class LocalRuntime(RunLifecycle, GraphWalk):
     """Run a flow class on this machine.
 
     Parameters
@@ -256,9 +258,6 @@ class LocalRuntime(RunLifecycle):
                 seen.add(s)
                 stack.extend(self.graph[s].out_funcs)
         return seen
-
-    def _decorators(self, step: str) -> dict[str, StepDecorator]:
-        return {**self.with_decorators, **self.graph[step].decorators}
 
     def _open_executor(self) -> None:
         """The run's private temporary folder and its executor (``self.state``)."""
@@ -509,98 +508,6 @@ class LocalRuntime(RunLifecycle):
         self.state.records.append((rec, refs))
         self._advance(p.spec, p.frames, refs, origin_row["result"] or {})
 
-    def _advance(self, spec: TaskSpec, frames: list[dict[str, Any]], refs: dict[str, ArtifactRef], transition: dict[str, Any]) -> None:
-        node = self.graph[spec.step_name]
-        if node.kind == "end":
-            return
-        if node.kind == "linear":
-            self._schedule(node.out_funcs[0], spec, refs, frames)
-        elif node.kind == "switch":
-            self._schedule(transition["branch"], spec, refs, frames)
-        elif node.kind == "split":
-            for i, target in enumerate(node.out_funcs):
-                frame = {"kind": "split", "step": node.name, "task_id": spec.task_id, "index": i,
-                         "num_splits": len(node.out_funcs)}
-                self._schedule(target, spec, refs, frames + [frame])
-        elif node.kind == "foreach":
-            n = int(transition["num_splits"])
-            param = node.foreach_param
-            gang = bool(transition.get("parallel"))
-            if n > self.max_num_splits:
-                what = f"num_parallel={n}" if gang else f"foreach over self.{param}"
-                self.state.failure = (
-                    f"step {node.name!r}: {what} would start {n} tasks, more than "
-                    f"--max-num-splits {self.max_num_splits}; raise --max-num-splits or shorten the list"
-                )
-                return
-            if n == 0:
-                self.state.failure = f"step {node.name!r}: foreach over an empty self.{param}; a foreach needs at least one item"
-                return
-            key = refs[param].key if param in refs else None
-            control = self.state.next_task_id  # a gang's node 0 (its ids are consecutive)
-            for i in range(n):
-                frame = {"kind": "foreach", "step": node.name, "task_id": spec.task_id, "index": i,
-                         "num_splits": n, "param": param, "key": key}
-                if gang:  # self.input is the node index, as in Metaflow
-                    frame.update(value=i, control_task_id=control)
-                self._schedule(node.out_funcs[0], spec, refs, frames + [frame])
-
-    def _schedule(self, step: str, parent: TaskSpec | None, refs: dict[str, ArtifactRef], frames: list[dict[str, Any]]) -> None:
-        node = self.graph[step]
-        join_inputs = None
-        join_frames = None
-        input_paths = [parent.pathspec] if parent else []
-        base = refs
-        if node.is_join:
-            assert parent is not None
-            top = frames[-1]
-            bucket = self.state.buckets.setdefault((step, top["task_id"]), {})
-            bucket[top["index"]] = (parent, refs)
-            if len(bucket) < top["num_splits"]:
-                return
-            del self.state.buckets[(step, top["task_id"])]
-            ordered = [bucket[i] for i in sorted(bucket)]
-            join_inputs = [(s.step_name, s.pathspec, r) for s, r in ordered]
-            join_frames = [list(s.foreach_frames) for s, _ in ordered]
-            input_paths = [s.pathspec for s, _ in ordered]
-            base = dict(self.state.param_refs)
-            frames = frames[:-1]
-        path = "/".join(str(f["index"]) for f in frames)
-        visit = self.state.visits.get((step, path), 0)
-        self.state.visits[(step, path)] = visit + 1
-        task_key = f"{step}[{path}]#{visit}"
-        decos = self._decorators(step)
-        spec = TaskSpec(
-            flow_name=self.flow_name,
-            run_id=self.state.run_id,
-            step_name=step,
-            task_id=self.state.next_task_id,
-            attempt=0,
-            task_key=task_key,
-            input_paths=input_paths,
-            base_refs=base,
-            params=frozenset(self.state.param_refs),
-            user=self.user,
-            tags=self.tags,
-            origin_run_id=self.state.origin.run_id if self.state.origin else None,
-            foreach_frames=[f for f in frames if f["kind"] == "foreach"],
-            join_inputs=join_inputs,
-            visit=visit,
-            project=self.project.to_json() if self.project else None,
-            parallel=gang_info(node.decorators, frames),
-            join_frames=join_frames,
-            catch=dict(decos["catch"].attributes) if "catch" in decos else None,
-            retries=int(decos["retry"]["times"]) if "retry" in decos else 0,
-            configs=self.config_values,
-            with_decorators=dict(self.with_decorators),
-        )
-        self.state.next_task_id += 1
-        clone = None
-        if self.state.origin is not None and step not in self.state.origin.rerun:
-            clone = self.state.origin.tasks.get(task_key)
-        if clone is None:
-            clone = self.step_cache.lookup(spec, self._decorators(step))
-        self.state.ready.append(Pending(spec, frames, clone=clone))
 
 def _timeout_seconds(decos: Mapping[str, StepDecorator]) -> float:
     t = decos.get("timeout")
