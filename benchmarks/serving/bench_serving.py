@@ -1,6 +1,6 @@
 """Serving benchmark: `reelflow serve` against bare FastAPI apps serving the same model.
 
-    python benchmarks/serving/bench_serving.py [--requests 3000] [--concurrency 8,32]
+    python benchmarks/serving/bench_serving.py [--requests 3000] [--concurrency 8,32] [--pin] [--feedback-off]
 
 Two references, same route and JSON, same uvicorn settings:
   bare numpy FastAPI   the top-10 computed directly with numpy from the model's
@@ -319,6 +319,8 @@ def main() -> None:
                     help="an interpreter with mlflow and reelflow installed, to include `mlflow models serve`")
     ap.add_argument("--pin", action="store_true",
                     help="pin the servers to one core and wrk to another (Linux, 2+ cores): less p99 noise")
+    ap.add_argument("--feedback-off", action="store_true",
+                    help="also run reelflow serve with REELFLOW_SERVE_FEEDBACK=0: what its request log costs")
     args = ap.parse_args()
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     if args.pin and len(cores) >= 2:
@@ -344,7 +346,10 @@ def main() -> None:
         print("load generator:", "wrk (Debian package)" if use_wrk else "httpx/asyncio (install wrk for a lighter one)")
         servers = {}
         try:
-            for name in ("bare numpy FastAPI", "bare FastAPI", "reelflow serve"):
+            names = ["bare numpy FastAPI", "bare FastAPI", "reelflow serve"]
+            if args.feedback_off:
+                names.append("reelflow, log off")
+            for name in names:
                 port = free_port()
                 url = f"http://127.0.0.1:{port}"
                 if name.startswith("bare"):
@@ -352,8 +357,9 @@ def main() -> None:
                 else:
                     cmd = [sys.executable, "-m", "reelflow.cli", "serve", "bench@champion", "--port", str(port),
                            *os.environ.get("BENCH_SERVE_ARGS", "").split()]
-                proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                        preexec_fn=_pinned("server"))  # type: ignore[arg-type]
+                server_env = {**env, "REELFLOW_SERVE_FEEDBACK": "0"} if name.endswith("log off") else env
+                proc = subprocess.Popen(cmd, env=server_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                        text=True, preexec_fn=_pinned("server"))  # type: ignore[arg-type]
                 servers[name] = (url, proc, wait_ready(url, proc))
             mlflow_python = args.mlflow_python or (sys.executable if _importable("mlflow") else None)
             if mlflow_python and use_wrk:
@@ -409,6 +415,11 @@ def main() -> None:
                       f"bare numpy {ref['cpu_us']:.0f} us: {rf['cpu_us'] / ref['cpu_us']:.2f}x")
             print(f"  @{c} connections, reelflow serve / bare FastAPI calling recommend: throughput "
                   f"{rf['rps'] / bare['rps']:.2f}x, p99 {rf['p99'] / bare['p99']:.2f}x")
+            if ("reelflow, log off", c) in med:
+                off = med["reelflow, log off", c]
+                print(f"  @{c} connections, reelflow serve with / without its feedback log: throughput "
+                      f"{rf['rps'] / off['rps']:.2f}x, p99 {rf['p99'] / off['p99']:.2f}x, server CPU per request "
+                      f"{rf['cpu_us'] / off['cpu_us']:.2f}x" if "cpu_us" in rf else "")
         results = {n: med[n, levels[0]] for n in servers}
         for n in results:
             results[n]["ready"] = servers[n][2]

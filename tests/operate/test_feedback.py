@@ -180,3 +180,134 @@ def test_rows_recorded_from_arrays_equal_rows_parsed_from_the_response(tmp_path,
     from_arrays = _feedback._served_from_arrays(list(log._served_items))
     from_body = _feedback._served_python([("r1", body, log._served_items[0][-1])])
     assert from_arrays.equals(from_body), (from_arrays.to_pylist(), from_body.to_pylist())
+
+
+def test_request_ids_come_from_a_refilled_pool_are_unique_and_verify(tmp_path):
+    """Ids are made ahead in bulk (the request path pops one); a burst past the pool still gets ids,
+    the next refill grows the pool to twice what was taken, a fork does not reuse the parent's ids,
+    and ids tagged by an earlier server (HMAC-SHA256) are still accepted."""
+    import hashlib
+    import hmac
+
+    from reelflow.serving import _feedback
+
+    log = _feedback.FeedbackLog("recs", root=tmp_path, publish_events=False)
+    assert len(log._ids) == _feedback._POOL_MIN
+    burst = [log.new_request_id() for _ in range(3 * _feedback._POOL_MIN)]  # empties the pool, then inline
+    assert len(set(burst)) == len(burst) and all(log.known_request_id(r) for r in burst)
+    log._size_ids()  # once per flush interval: the target follows what requests took
+    assert log._ids_target == 2 * 3 * _feedback._POOL_MIN
+    log._refill_ids(_feedback._SLICE)  # the flusher adds a slice at a time
+    assert len(log._ids) == _feedback._SLICE
+    log._refill_ids()
+    assert len(log._ids) == 2 * 3 * _feedback._POOL_MIN
+    tampered = burst[0][:-1] + ("0" if burst[0][-1] != "0" else "1")
+    assert not log.known_request_id(tampered) and not log.known_request_id(burst[0] + "0")
+    assert not log.known_request_id(None) and not log.known_request_id(12)
+    rnd = "0123456789abcdef"
+    older = rnd + hmac.new(log._key, rnd.encode(), hashlib.sha256).hexdigest()[:_feedback._TAG]
+    assert log.known_request_id(older)
+    # a second log over the same folder (another worker, a restart) knows this one's ids
+    assert _feedback.FeedbackLog("recs", root=tmp_path, publish_events=False).known_request_id(burst[-1])
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its pool starts empty, so it cannot hand out an id the parent will
+        os._exit(0 if len(log._ids) == 0 else 1)
+    os.close(write)
+    os.close(read)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0 and len(log._ids) > 0
+
+
+def _rows(log, n, start=0):
+    for i in range(start, start + n):
+        log.served_items(log.new_request_id(), str(i), np.array([i, i + 1]), np.array([0.5, 0.25]), "recs", 1)
+
+
+def test_the_background_thread_flushes_at_idle_priority_and_the_watchdog_when_it_starves(tmp_path, monkeypatch):
+    """Rows go out every flush interval from a SCHED_IDLE thread (Linux); when that thread gets no CPU
+    the watchdog, at the server's priority, flushes instead; stop writes the rest."""
+    import pyarrow.parquet as pq
+
+    from reelflow.serving import _feedback
+
+    def wait_for(rows: int) -> None:
+        deadline = time.monotonic() + 60
+        while log.rows_written < rows and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert log.rows_written == rows
+
+    log = _feedback.FeedbackLog("recs", root=tmp_path, publish_events=False, flush_interval=0.2)
+    log.start()
+    try:
+        _rows(log, 1500)
+        wait_for(1500)
+        worker = log._thread
+        assert worker is not None and worker.native_id is not None
+        stat = f"/proc/self/task/{worker.native_id}/stat"
+        if os.path.exists(stat) and hasattr(os, "SCHED_IDLE"):
+            policy = int(open(stat).read().rpartition(")")[2].split()[38])
+            assert policy in (os.SCHED_IDLE, os.SCHED_OTHER)  # OTHER where a sandbox refuses the policy
+    finally:
+        log.stop()
+
+    import threading
+
+    gate = threading.Event()
+    monkeypatch.setattr(_feedback, "_idle_priority", gate.wait)  # the idle-priority thread never gets to run
+    log = _feedback.FeedbackLog("recs", root=tmp_path / "b", publish_events=False, flush_interval=0.1)
+    log.start()
+    try:
+        _rows(log, 10)
+        wait_for(10)  # the watchdog flushed
+    finally:
+        gate.set()
+        log.stop()
+    t = pq.read_table(sorted(tmp_path.glob("served/*/*/part-*.parquet")))
+    assert sorted(int(u) for u in t.column("user_id").to_pylist()) == list(range(1500))
+    assert t.column("items").to_pylist()[t.column("user_id").to_pylist().index("999")] == ["999", "1000"]
+    assert list(tmp_path.glob("served/*/*/.tmp-*")) == []
+
+
+def test_a_failed_write_keeps_its_rows_for_the_next_flush(tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    from reelflow.serving import _feedback
+
+    log = _feedback.FeedbackLog("recs", root=tmp_path, publish_events=False)
+    real_write = pq.write_table
+
+    def disk_full(table, where, **kw):
+        open(where, "wb").write(b"PAR1 half a file")  # what a full disk leaves behind
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pq, "write_table", disk_full)
+    _rows(log, 400)
+    log.feedback(log.new_request_id(), 1, 2, "play", 1.0)
+    with pytest.raises(OSError, match="No space left"):
+        log.flush()
+    assert list(tmp_path.glob("*/*/*/*part-*")) == [] and log.rows_written == 0  # no half part left
+    monkeypatch.setattr(pq, "write_table", real_write)  # the disk has room again
+    _rows(log, 100, start=400)
+    assert log.flush() == 501
+    served = pq.read_table(sorted(tmp_path.glob("served/*/*/part-*.parquet")))
+    assert sorted(int(u) for u in served.column("user_id").to_pylist()) == list(range(500))
+    assert pq.read_table(sorted(tmp_path.glob("feedback/*/*/part-*.parquet"))).num_rows == 1
+
+
+def test_start_removes_parts_a_killed_server_left_half_written(tmp_path):
+    from reelflow.serving import _feedback
+
+    folder = tmp_path / "served" / "date=2026-01-01" / "hour=00"
+    folder.mkdir(parents=True)
+    old, fresh = folder / ".tmp-part-1-2-3.parquet", folder / ".tmp-part-4-5-6.parquet"
+    old.write_bytes(b"PAR1")
+    fresh.write_bytes(b"PAR1")
+    os.utime(old, (time.time() - 3600, time.time() - 3600))
+    log = _feedback.FeedbackLog("recs", root=tmp_path, publish_events=False)
+    log.start()
+    try:
+        assert not old.exists() and fresh.exists()
+    finally:
+        log.stop()
