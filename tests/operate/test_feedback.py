@@ -107,7 +107,14 @@ def test_kill_9_loses_at_most_the_last_flush_interval(registered, reelflow_home,
                 ids.append(r.json()["request_id"])
                 assert h.post("/v1/feedback", json={"request_id": ids[-1], "user_id": u % 50, "item_id": 1,
                                                     "event": "play"}).status_code == 202
-        time.sleep(3.0)  # more than the 1 s flush interval: all of it must be on disk now
+        # Flushed within an interval or so (1 s; the watchdog's 5 s on a saturated machine): wait with a
+        # wide margin for all of it to reach disk, then kill -9 mid-interval.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            parts = _parts(reelflow_home, "served"), _parts(reelflow_home, "feedback")
+            if all(parts) and all(sum(pq.read_metadata(p).num_rows for p in ps) == len(ids) for ps in parts):
+                break
+            time.sleep(0.2)
         os.killpg(srv.proc.pid, signal.SIGKILL)
         srv.proc.wait(30)
     finally:

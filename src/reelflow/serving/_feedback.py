@@ -23,9 +23,10 @@ the requests served during a flush were the slowest 1%). On a saturated server, 
 has no idle time, a watchdog at the server's priority flushes after
 ``_FLUSHES_BEHIND`` intervals without one.
 Shutdown (SIGTERM, Ctrl-C) flushes what is left. **A kill -9 loses at most the last
-flush interval or two** (default 1 s) of rows; nothing already flushed is lost or
-damaged. A part that cannot be written (a full disk) is tried again at the next flush
-(up to ``_MAX_HELD_ROWS`` rows wait; then the oldest are dropped, and logged).
+flush interval** (default 1 s) of rows, or ``_FLUSHES_BEHIND + 1`` intervals on a
+saturated server; nothing already flushed is lost or damaged. A part that cannot be
+written (a full disk) is tried again at the next flush (up to ``_MAX_HELD_ROWS`` rows
+wait; then the oldest are dropped, and logged).
 
 Request ids carry a MAC tag (keyed BLAKE2b) under a secret kept beside the tables (shared by
 every worker and restart of the server, and in an object store by every server
