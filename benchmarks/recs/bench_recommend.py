@@ -9,7 +9,9 @@ dict lookup), the model's scores computed directly from its learned arrays
 (ALS/BPR ``V @ U[p]``; EASE ``x_u @ B`` as scipy's CSR row slice times the dense
 B -- faster than gathering B's rows for a numpy gemv, which on a busy 2-core
 machine stalls on OpenBLAS threads; ItemKNN the sum of the seen items'
-neighbour rows; MostPopular the popularity vector), the
+neighbour rows; MostPopular the popularity vector; SASRec, where torch is
+installed, its network run by hand on the member's last ``max_len`` items,
+then the last hidden state times the item embeddings), the
 member's seen items masked through the CSR ``indptr``/``indices`` slice,
 ``argpartition`` + a sort of the ten, and row -> external item ids. Both must
 return the same items (checked for every member timed).
@@ -91,6 +93,22 @@ def bare_numpy(model: RecommenderBase) -> Callable[[Any, int], np.ndarray]:
 
         def score(p: int) -> np.ndarray:
             return pop.copy()  # type: ignore[no-any-return]
+    elif name == "SASRec":
+        import torch
+
+        torch.set_num_threads(model.threads or 1)  # what the model's own scoring uses
+        net = model._network()
+        E = np.ascontiguousarray(model.weights_["item_emb.weight"][1:])
+        ptr, seq_items = model.sequence_indptr_, model.sequence_items_
+        L = model.max_len
+
+        def score(p: int) -> np.ndarray:
+            seq = seq_items[ptr[p] : ptr[p + 1]][-L:]  # stored as embedding rows (item + 1; 0 pads)
+            x = np.zeros((1, max(1, len(seq))), np.int64)
+            x[0, x.shape[1] - len(seq):] = seq
+            with torch.no_grad():
+                h = net(torch.from_numpy(x))[0, -1].numpy()
+            return E @ h  # type: ignore[no-any-return]
     else:
         raise ValueError(name)
 
@@ -140,6 +158,14 @@ def main() -> None:
         "ItemKNN": ItemKNN(k=100),
         "MostPopular": MostPopular(),
     }
+    try:
+        import torch  # noqa: F401
+
+        from reelflow.recs import SASRec
+
+        models["SASRec"] = SASRec(factors=64, max_epochs=2, max_len=50, random_state=0, threads=1)
+    except ImportError:
+        print("SASRec skipped: torch is not installed (pip install 'reelflow[torch]')")
     for m in models.values():
         m.fit(data, verbose=False)
     rng = np.random.default_rng(0)  # the same members for every model and round
