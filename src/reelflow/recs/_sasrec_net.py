@@ -160,7 +160,8 @@ def batch_loss(
 @torch.no_grad()
 def last_hidden(net: SASRecNet, seqs: list[np.ndarray], device: torch.device, batch: int = 256) -> np.ndarray:
     """The hidden state after each sequence's last item (float32, rows = sequences)."""
-    net.eval()
+    if net.training:  # eval() walks every module (~60 us): a serving path calls this per request
+        net.eval()
     out = np.zeros((len(seqs), net.item_emb.embedding_dim), np.float32)
     for lo in range(0, len(seqs), batch):
         x = torch.from_numpy(pad_batch(seqs[lo : lo + batch], net.max_len)).to(device)
