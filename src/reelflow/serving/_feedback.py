@@ -185,7 +185,7 @@ class FeedbackLog:
     # -- request path ---------------------------------------------------------------------
     def new_request_id(self) -> str:
         """A fresh request id: 16 random hex characters and their tag. Taken from the pool the
-        flusher keeps filled (made on the request path only when a burst empties it): in a
+        background thread keeps filled (made on the request path only when a burst empties it): in a
         server under load, making one inline cost ~10 us of a ~250 us request (OpenSSL's HMAC
         set-up, cold caches), against ~0.1 us for the pop."""
         try:
