@@ -26,8 +26,20 @@ class CardComponent:
     type: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        """The component as JSON-safe data (``{"type": ..., ...}``)."""
-        raise NotImplementedError
+        """The component as JSON-safe data (``{"type": ..., ...}``). Subclasses define it; a
+        Metaflow-style custom component that defines ``render()`` instead is shown through it
+        (a dict with a ``type``, or text as Markdown)."""
+        render = getattr(self, "render", None)
+        if callable(render):
+            out = render()
+            if isinstance(out, str):
+                return {"type": "markdown", "text": out}
+            if isinstance(out, dict) and isinstance(out.get("type"), str):
+                return json.loads(json.dumps(out, default=str))
+        raise ReelflowError(
+            f"card component {type(self).__name__} cannot be shown: define to_dict() returning "
+            '{"type": "markdown", "text": ...} (or another component\'s dict), or render() returning text'
+        )
 
 
 class Markdown(CardComponent):

@@ -10,6 +10,7 @@ import inspect
 import json
 import textwrap
 import traceback
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
 
@@ -23,11 +24,12 @@ def _fence(text: str, lang: str = "") -> str:
     return f"```{lang}\n{text.replace('```', '` ` `')}\n```"
 
 
-class _AsMarkdown(CardComponent):
+class _AsMarkdown(CardComponent, ABC):
     type = "markdown"
 
+    @abstractmethod
     def text(self) -> str:
-        raise NotImplementedError
+        """The component as Markdown."""
 
     def to_dict(self) -> dict[str, Any]:
         return {"type": "markdown", "text": self.text()}

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..store import Store, TaskRecord
 from ._state import RunState
@@ -40,8 +40,8 @@ class RunLifecycle:
     quiet: bool
     state: RunState
 
-    def _worker_ended(self, w: Any, result: TaskResult) -> None:
-        raise NotImplementedError  # the scheduler records the task and moves on
+    if TYPE_CHECKING:
+        def _worker_ended(self, w: Any, result: TaskResult) -> None: ...  # the scheduler records the task
 
     def _flush_records(self) -> None:
         """Write the task rows collected since the last flush (finished and cloned tasks).

@@ -59,7 +59,6 @@ from typing import Any
 
 import numpy as np
 
-
 __all__ = ["FeedbackLog", "feedback_root", "feedback_location", "PARTITION_CLOSED"]
 
 log = logging.getLogger("reelflow.serving")
@@ -175,9 +174,7 @@ class FeedbackLog:
         self._open: set[str] = set()  # partitions this server wrote to that have not closed yet
         self.rows_written = 0
         self._ids: deque[str] = deque()  # request ids made ahead (see _refill_ids)
-        self._ids_taken = 0  # the pool's size after the last refill
-        self._ids_short = 0  # ids made inline since then (the pool was empty)
-        self._ids_window = 0  # ids requests took since the pool was last sized
+        self._ids_used = 0  # ids requests took since the pool was last sized
         self._ids_target = _POOL_MIN
         self._refill_ids()
         os.register_at_fork(after_in_child=functools.partial(_forget_ids, weakref.ref(self._ids)))
@@ -188,37 +185,31 @@ class FeedbackLog:
         background thread keeps filled (made on the request path only when a burst empties it): in a
         server under load, making one inline cost ~10 us of a ~250 us request (OpenSSL's HMAC
         set-up, cold caches), against ~0.1 us for the pop."""
+        self._ids_used += 1
         try:
             return self._ids.pop()
         except IndexError:
-            self._ids_short += 1
             return self._make_ids(1)[0]
 
+    def _tag(self, rnd: bytes) -> bytes:
+        return hashlib.blake2b(rnd, key=self._key, digest_size=_TAG // 2).hexdigest().encode()
+
     def _make_ids(self, n: int) -> list[str]:
-        raw = os.urandom(8 * n).hex()
-        key = self._key
-        blake = hashlib.blake2b
-        out = []
-        for i in range(0, 16 * n, 16):
-            rnd = raw[i:i + 16]
-            out.append(rnd + blake(rnd.encode(), key=key, digest_size=_TAG // 2).hexdigest())
-        return out
+        raw = os.urandom(8 * n).hex().encode()
+        return [(raw[i:i + 16] + self._tag(raw[i:i + 16])).decode() for i in range(0, 16 * n, 16)]
 
     def _refill_ids(self, most: int | None = None) -> None:
         """Top the pool up to its target (adding at most ``most`` ids)."""
-        have = len(self._ids)
-        self._ids_window += max(0, self._ids_taken - have) + self._ids_short
-        self._ids_short = 0
-        n = self._ids_target - have if most is None else min(self._ids_target - have, most)
+        n = self._ids_target - len(self._ids)
+        if most is not None:
+            n = min(n, most)
         if n > 0:
             self._ids.extendleft(self._make_ids(n))
-        self._ids_taken = len(self._ids)
 
     def _size_ids(self) -> None:
         """Aim the pool at twice what requests took since it was last sized (once per flush interval)."""
-        self._refill_ids(0)
-        self._ids_target = min(_POOL_MAX, max(_POOL_MIN, 2 * self._ids_window))
-        self._ids_window = 0
+        self._ids_target = min(_POOL_MAX, max(_POOL_MIN, 2 * self._ids_used))
+        self._ids_used = 0
 
     def known_request_id(self, rid: Any) -> bool:
         """Whether ``rid`` is an id this server issued (any worker, any restart; ids issued by an
@@ -226,9 +217,8 @@ class FeedbackLog:
         if not isinstance(rid, str) or len(rid) != 16 + _TAG:
             return False
         rnd, tag = rid[:16].encode(), rid[16:].encode()
-        ours = hashlib.blake2b(rnd, key=self._key, digest_size=_TAG // 2).hexdigest().encode()
         older = hmac.new(self._key, rnd, hashlib.sha256).hexdigest()[:_TAG].encode()
-        return hmac.compare_digest(tag, ours) | hmac.compare_digest(tag, older)
+        return hmac.compare_digest(tag, self._tag(rnd)) | hmac.compare_digest(tag, older)
 
     def served(self, rid: str, body: bytes, batch: bool = False) -> None:
         """Record a response (parsed at flush time, off the request path); ``batch``: a
@@ -291,14 +281,11 @@ class FeedbackLog:
         tick = min(_TICK, self.flush_interval)
         due = time.monotonic() + self.flush_interval
         while not self._stop.wait(tick):
-            try:
-                self._refill_ids(_SLICE)
-                if time.monotonic() >= due:
-                    due = time.monotonic() + self.flush_interval
-                    self._size_ids()
-                    self.flush()
-            except Exception:  # a full disk must not take the server down; the rows wait for the next flush
-                log.exception("feedback flush failed; retrying in %ss", self.flush_interval)
+            self._refill_ids(_SLICE)
+            if time.monotonic() >= due:
+                due = time.monotonic() + self.flush_interval
+                self._size_ids()
+                self._flush_logged()
 
     def _watch(self) -> None:
         """At the server's priority: flush when the idle-priority thread got no CPU for
@@ -306,10 +293,13 @@ class FeedbackLog:
         limit = _FLUSHES_BEHIND * self.flush_interval
         while not self._stop.wait(self.flush_interval):
             if time.monotonic() - self._last_flush > limit:
-                try:
-                    self.flush()
-                except Exception:
-                    log.exception("feedback flush failed; retrying in %ss", self.flush_interval)
+                self._flush_logged()
+
+    def _flush_logged(self) -> None:
+        try:
+            self.flush()
+        except Exception:  # a full disk must not take the server down; the rows wait for the next flush
+            log.exception("feedback flush failed; retrying in %ss", self.flush_interval)
 
     def flush(self, *, final: bool = False) -> int:
         """Write the buffered rows as new part files, in this thread; return how many rows went out."""
@@ -325,7 +315,7 @@ class FeedbackLog:
         with self._build_lock:
             tables: dict[str, list[Any]] = {"served": [], "feedback": []}
             for q, build, table in ((self._served_items, _served_from_arrays, "served"),
-                                    (self._served, self._served_single, "served"),
+                                    (self._served, _served_single, "served"),
                                     (self._served_batch, _served_python, "served"),
                                     (self._feedback, _feedback_table, "feedback")):
                 left = len(q)  # what is there now: rows that arrive meanwhile wait for the next flush
@@ -358,7 +348,7 @@ class FeedbackLog:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        rows = rows.combine_chunks()  # outside the GIL; the writer then holds it less than on many chunks
+        rows = rows.combine_chunks()  # outside the GIL; encoding one chunk then holds it less than many
         self._seq += 1
         name = f"part-{time.time_ns()}-{os.getpid()}-{self._seq}.parquet"
         if self.fs is not None:  # one PUT: an object store shows the whole part or nothing
@@ -395,15 +385,15 @@ class FeedbackLog:
         except Exception:
             log.exception("could not publish %s for %s", PARTITION_CLOSED, partition)
 
-    @staticmethod
-    def _served_single(rows: list[tuple[str, bytes, float]]) -> Any:
-        """Single-user response bodies: Arrow's C++ JSON reader (little GIL), else parsed in Python."""
-        import pyarrow as pa
 
-        try:
-            return _served_arrow(rows)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, KeyError, ValueError):
-            return _served_python(rows)
+def _served_single(rows: list[tuple[str, bytes, float]]) -> Any:
+    """Single-user response bodies: Arrow's C++ JSON reader (little GIL), else parsed in Python."""
+    import pyarrow as pa
+
+    try:
+        return _served_arrow(rows)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, KeyError, ValueError):
+        return _served_python(rows)
 
 
 def _forget_ids(pool: weakref.ref[deque[str]]) -> None:
